@@ -1,0 +1,308 @@
+//! MNIST: reading the files, finding them, downloading them, and preparing them for training.
+//!
+//! The raw data is 28x28 grey images, one byte per pixel (0 = background, 255 = ink), with a
+//! label 0-9 each. [`load_raw`] reads them from a folder holding either the four IDX files or
+//! seed 000's two CSV files; [`Mnist::prepare`] turns them into float matrices under one of the
+//! two preprocessing [`Regime`]s.
+
+pub mod csv;
+pub mod download;
+pub mod idx;
+pub mod locate;
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{s, Array2};
+
+/// Width and height of an MNIST image.
+pub const IMAGE_SIDE: usize = 28;
+/// Pixels per image: the network's input size.
+pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+/// Number of classes (digits).
+pub const CLASSES: usize = 10;
+
+/// What can go wrong while finding, reading or downloading data.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file was read but its contents are not what they should be.
+    #[error("{file}: {message}")]
+    Format {
+        /// The file (and line, for CSV).
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A download did not complete.
+    #[error("download of {url} failed: {message}")]
+    Download {
+        /// What was asked for.
+        url: String,
+        /// Why it failed.
+        message: String,
+    },
+    /// A file's decompressed content does not have the published SHA-256.
+    #[error("{file}: SHA-256 of the decompressed content is {actual}, expected {expected}; the file was not saved")]
+    Checksum {
+        /// The file.
+        file: String,
+        /// The published checksum.
+        expected: String,
+        /// What the content hashes to.
+        actual: String,
+    },
+    /// No folder holds MNIST and it could not be downloaded.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Images and labels straight from the files: one byte per pixel.
+#[derive(Debug, Clone)]
+pub struct RawSplit {
+    /// `count * 784` pixels, image after image, row by row.
+    pub pixels: Vec<u8>,
+    /// One label 0-9 per image.
+    pub labels: Vec<u8>,
+}
+
+impl RawSplit {
+    /// Pairs images with labels, refusing counts that disagree.
+    pub fn new(pixels: Vec<u8>, labels: Vec<u8>, what: &str) -> Result<Self, DataError> {
+        if pixels.len() != labels.len() * IMAGE_PIXELS {
+            return Err(DataError::Format {
+                file: what.to_string(),
+                message: format!(
+                    "{} images but {} labels",
+                    pixels.len() / IMAGE_PIXELS,
+                    labels.len()
+                ),
+            });
+        }
+        Ok(RawSplit { pixels, labels })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of image `index`, 784 bytes.
+    pub fn image(&self, index: usize) -> &[u8] {
+        &self.pixels[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS]
+    }
+}
+
+/// The MNIST training and test sets as stored.
+#[derive(Debug, Clone)]
+pub struct RawMnist {
+    /// The 60,000 training images.
+    pub train: RawSplit,
+    /// The 10,000 test images.
+    pub test: RawSplit,
+}
+
+/// A set of examples ready for a network: float pixels and their labels.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// `(n, 784)`: one image per row.
+    pub images: Array2<f32>,
+    /// `(n)`: the digit each image shows.
+    pub labels: Vec<u8>,
+}
+
+impl Dataset {
+    /// Pairs a matrix of images `(n, features)` with `n` labels.
+    pub fn new(images: Array2<f32>, labels: Vec<u8>) -> Self {
+        assert_eq!(
+            images.nrows(),
+            labels.len(),
+            "Dataset: {} images but {} labels",
+            images.nrows(),
+            labels.len()
+        );
+        Dataset { images, labels }
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The first `n` examples (all of them if there are fewer).
+    pub fn head(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        Dataset::new(self.images.slice(s![..n, ..]).to_owned(), self.labels[..n].to_vec())
+    }
+}
+
+/// The two ways the seeds prepare MNIST for training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regime {
+    /// Seed 000 (mnist-numpy): the first 50,000 training images train, the last 10,000 validate;
+    /// every split is standardised `(x - mean) / std` with the one mean and standard deviation of
+    /// all pixels of the 50,000 training images.
+    Seed000,
+    /// Seed 003: all 60,000 training images train; pixels are divided by 255 into [0, 1].
+    Seed003,
+}
+
+/// MNIST prepared for training under a [`Regime`].
+#[derive(Debug, Clone)]
+pub struct Mnist {
+    /// The examples to train on.
+    pub train: Dataset,
+    /// Held-out examples to watch during training (seed 000 only).
+    pub validation: Option<Dataset>,
+    /// The 10,000 test examples.
+    pub test: Dataset,
+}
+
+/// Training images that seed 000 keeps for training; the rest validate.
+pub const SEED000_TRAIN: usize = 50_000;
+
+impl Mnist {
+    /// Splits and scales raw MNIST as `regime` prescribes.
+    pub fn prepare(raw: &RawMnist, regime: Regime) -> Mnist {
+        match regime {
+            Regime::Seed003 => {
+                let scale = |x: u8| x as f32 / 255.0;
+                Mnist {
+                    train: to_dataset(&raw.train, 0..raw.train.len(), scale),
+                    validation: None,
+                    test: to_dataset(&raw.test, 0..raw.test.len(), scale),
+                }
+            }
+            Regime::Seed000 => {
+                let n_train = SEED000_TRAIN.min(raw.train.len());
+                let (mean, std) = mean_and_std(&raw.train.pixels[..n_train * IMAGE_PIXELS]);
+                let standardise = |x: u8| ((x as f64 - mean) / std) as f32;
+                Mnist {
+                    train: to_dataset(&raw.train, 0..n_train, standardise),
+                    validation: Some(to_dataset(&raw.train, n_train..raw.train.len(), standardise)),
+                    test: to_dataset(&raw.test, 0..raw.test.len(), standardise),
+                }
+            }
+        }
+    }
+}
+
+/// Mean and (population) standard deviation of all the pixels, in f64.
+pub fn mean_and_std(pixels: &[u8]) -> (f64, f64) {
+    let n = pixels.len() as f64;
+    let mean = pixels.iter().map(|&p| p as f64).sum::<f64>() / n;
+    let variance = pixels.iter().map(|&p| (p as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean, variance.sqrt().max(f64::MIN_POSITIVE))
+}
+
+fn to_dataset(raw: &RawSplit, range: std::ops::Range<usize>, scale: impl Fn(u8) -> f32) -> Dataset {
+    let pixels = &raw.pixels[range.start * IMAGE_PIXELS..range.end * IMAGE_PIXELS];
+    let images = Array2::from_shape_vec(
+        (range.len(), IMAGE_PIXELS),
+        pixels.iter().map(|&p| scale(p)).collect(),
+    )
+    .expect("784 pixels per image");
+    Dataset::new(images, raw.labels[range].to_vec())
+}
+
+/// Reads MNIST from a folder holding the four IDX files (plain or `.gz`) or `mnist_train.csv` and
+/// `mnist_test.csv`.
+pub fn load_raw(dir: &Path) -> Result<RawMnist, DataError> {
+    match locate::layout_of(dir) {
+        Some(locate::Layout::Idx(files)) => {
+            let split = |images: &Path, labels: &Path| -> Result<RawSplit, DataError> {
+                let (_, pixels) = idx::read_images(images)?;
+                let labels_read = idx::read_labels(labels)?;
+                let what = format!("{} and {}", images.display(), labels.display());
+                RawSplit::new(pixels, labels_read, &what)
+            };
+            Ok(RawMnist {
+                train: split(&files[0], &files[1])?,
+                test: split(&files[2], &files[3])?,
+            })
+        }
+        Some(locate::Layout::Csv { train, test }) => {
+            let split = |path: &Path| -> Result<RawSplit, DataError> {
+                let (_, pixels, labels) = csv::read_csv(path)?;
+                RawSplit::new(pixels, labels, &path.display().to_string())
+            };
+            Ok(RawMnist {
+                train: split(&train)?,
+                test: split(&test)?,
+            })
+        }
+        None => Err(DataError::NotFound(format!(
+            "{} holds neither the four MNIST IDX files nor mnist_train.csv and mnist_test.csv",
+            dir.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(train: &[u8], test: &[u8]) -> RawMnist {
+        let split = |values: &[u8]| RawSplit {
+            pixels: values.iter().flat_map(|&v| [v; IMAGE_PIXELS]).collect(),
+            labels: values.iter().map(|&v| v % 10).collect(),
+        };
+        RawMnist {
+            train: split(train),
+            test: split(test),
+        }
+    }
+
+    #[test]
+    fn seed003_divides_by_255_and_keeps_every_training_image() {
+        let mnist = Mnist::prepare(&raw(&[0, 255, 51], &[102]), Regime::Seed003);
+        assert_eq!(mnist.train.len(), 3);
+        assert!(mnist.validation.is_none());
+        assert_eq!(mnist.train.images[[1, 5]], 1.0);
+        assert!((mnist.test.images[[0, 0]] - 0.4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn seed000_standardises_with_the_training_images_only() {
+        let mut train: Vec<u8> = (0..SEED000_TRAIN).map(|i| if i % 2 == 0 { 0 } else { 100 }).collect();
+        train.extend([200u8; 3]); // validation images: must not move the mean
+        let mnist = Mnist::prepare(&raw(&train, &[50]), Regime::Seed000);
+        assert_eq!(mnist.train.len(), SEED000_TRAIN);
+        assert_eq!(mnist.validation.as_ref().unwrap().len(), 3);
+        // mean 50, std 50
+        assert!((mnist.train.images[[0, 0]] + 1.0).abs() < 1e-6);
+        assert!((mnist.validation.unwrap().images[[0, 0]] - 3.0).abs() < 1e-6);
+        assert!(mnist.test.images[[0, 0]].abs() < 1e-6);
+    }
+
+    #[test]
+    fn mismatched_counts_are_refused() {
+        let err = RawSplit::new(vec![0; 2 * IMAGE_PIXELS], vec![1], "x").unwrap_err();
+        assert!(err.to_string().contains("2 images but 1 labels"));
+    }
+}

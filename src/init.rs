@@ -1,0 +1,139 @@
+//! Weight initialisation: where gradient descent starts from.
+//!
+//! A layer with `fan_in` inputs sums `fan_in` products; if each weight has variance `v`, the
+//! output's variance is about `fan_in * v` times the input's. He initialisation picks
+//! `v = 2 / fan_in` so that, with ReLU zeroing half the units, signals keep their scale through
+//! any number of layers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ndarray::{Array1, Array2};
+use rand::Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+
+/// How a dense layer's weights (and biases) are first drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// Normal with standard deviation `sqrt(2 / fan_in)`, zero bias (He et al. 2015).
+    He,
+    /// Normal with standard deviation `sqrt(2 / (fan_in + fan_out))`, zero bias (Glorot & Bengio 2010).
+    Xavier,
+    /// Normal with standard deviation 0.01, zero bias.
+    Gaussian,
+    /// Uniform in `[-0.5, 0.5)` for weights *and* biases, as in Samson Zhang's tutorial.
+    Samson,
+}
+
+impl Init {
+    /// All initialisers, in the order the CLI lists them.
+    pub const ALL: [Init; 4] = [Init::He, Init::Xavier, Init::Gaussian, Init::Samson];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::He => "he",
+            Init::Xavier => "xavier",
+            Init::Gaussian => "gaussian",
+            Init::Samson => "samson",
+        }
+    }
+
+    /// Draws a `(fan_in, fan_out)` weight matrix.
+    pub fn weights(self, fan_in: usize, fan_out: usize, rng: &mut impl Rng) -> Array2<f32> {
+        let normal = |std: f64| Normal::new(0.0, std as f32).expect("a positive finite std");
+        match self {
+            Init::He => draw((fan_in, fan_out), normal((2.0 / fan_in as f64).sqrt()), rng),
+            Init::Xavier => draw(
+                (fan_in, fan_out),
+                normal((2.0 / (fan_in + fan_out) as f64).sqrt()),
+                rng,
+            ),
+            Init::Gaussian => draw((fan_in, fan_out), normal(0.01), rng),
+            Init::Samson => draw((fan_in, fan_out), samson_uniform(), rng),
+        }
+    }
+
+    /// Draws a bias vector of length `fan_out`: zeros, except for `Samson`.
+    pub fn bias(self, fan_out: usize, rng: &mut impl Rng) -> Array1<f32> {
+        match self {
+            Init::Samson => Array1::from_iter(samson_uniform().sample_iter(rng).take(fan_out)),
+            _ => Array1::zeros(fan_out),
+        }
+    }
+}
+
+/// `np.random.rand(..) - 0.5`: uniform in `[-0.5, 0.5)`.
+fn samson_uniform() -> Uniform<f32> {
+    Uniform::new(-0.5, 0.5).expect("a non-empty range")
+}
+
+/// A matrix of independent draws, filled row by row.
+fn draw(
+    shape: (usize, usize),
+    distribution: impl Distribution<f32>,
+    rng: &mut impl Rng,
+) -> Array2<f32> {
+    let values = distribution.sample_iter(rng).take(shape.0 * shape.1).collect();
+    Array2::from_shape_vec(shape, values).expect("as many values as the shape holds")
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Init {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Init::ALL
+            .into_iter()
+            .find(|init| init.name() == s)
+            .ok_or_else(|| format!("unknown initialisation '{s}' (expected he, xavier, gaussian or samson)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seeded_rng;
+
+    fn std_of(a: &Array2<f32>) -> f64 {
+        let n = a.len() as f64;
+        let mean = a.iter().map(|&x| x as f64).sum::<f64>() / n;
+        (a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
+    }
+
+    #[test]
+    fn scales_match_their_definitions() {
+        let mut rng = seeded_rng(1);
+        let he = Init::He.weights(400, 300, &mut rng);
+        assert!((std_of(&he) - (2.0f64 / 400.0).sqrt()).abs() < 0.002);
+        let xavier = Init::Xavier.weights(400, 300, &mut rng);
+        assert!((std_of(&xavier) - (2.0f64 / 700.0).sqrt()).abs() < 0.002);
+        let gaussian = Init::Gaussian.weights(400, 300, &mut rng);
+        assert!((std_of(&gaussian) - 0.01).abs() < 0.0005);
+        let samson = Init::Samson.weights(400, 300, &mut rng);
+        assert!(samson.iter().all(|&w| (-0.5..0.5).contains(&w)));
+        assert!((std_of(&samson) - (1.0f64 / 12.0).sqrt()).abs() < 0.005);
+    }
+
+    #[test]
+    fn only_samson_has_random_biases() {
+        let mut rng = seeded_rng(2);
+        assert!(Init::He.bias(10, &mut rng).iter().all(|&b| b == 0.0));
+        let samson = Init::Samson.bias(10, &mut rng);
+        assert!(samson.iter().any(|&b| b != 0.0));
+        assert!(samson.iter().all(|&b| (-0.5..0.5).contains(&b)));
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_is_refused() {
+        for init in Init::ALL {
+            assert_eq!(init.name().parse::<Init>(), Ok(init));
+        }
+        assert!("uniform".parse::<Init>().unwrap_err().contains("unknown"));
+    }
+}

@@ -1,0 +1,141 @@
+//! The fully connected layer: every output is a weighted sum of every input, plus a bias.
+//!
+//! Forward, for a batch `X` of shape `(n, in)`:
+//!
+//! ```text
+//! Y = X·W + b            W: (in, out), b: (out), Y: (n, out); b is added to every row
+//! ```
+//!
+//! Backward, given `dY = dL/dY` of shape `(n, out)`. Since `Y[i,j] = Σ_k X[i,k]·W[k,j] + b[j]`:
+//!
+//! ```text
+//! dW = Xᵀ·dY             (in, out)   each weight collects input × output-gradient over the batch
+//! db = Σ_rows dY         (out)       the bias touches every row with weight 1
+//! dX = dY·Wᵀ             (n, in)     each input fed every output through its weight
+//! ```
+
+use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView2, Axis, Zip};
+use rand::Rng;
+
+use super::{check_features, ensure_shape, Layer, Param};
+use crate::init::Init;
+
+/// `Y = X·W + b` with a weight matrix `W: (in, out)` and a vector bias `b: (out)`.
+pub struct Linear {
+    /// `(in, out)`
+    pub weight: Array2<f32>,
+    /// `(out)`
+    pub bias: Array1<f32>,
+    /// `dL/dW`, `(in, out)`
+    pub grad_weight: Array2<f32>,
+    /// `dL/db`, `(out)`
+    pub grad_bias: Array1<f32>,
+    input_grad_needed: bool,
+    /// The last training batch `X`, `(n, in)`: `dW` needs it.
+    input: Array2<f32>,
+    /// `Y`, `(n, out)`
+    output: Array2<f32>,
+    /// `dX`, `(n, in)`
+    grad_input: Array2<f32>,
+}
+
+impl Linear {
+    /// A layer from `inputs` to `outputs` features, initialised by `init`.
+    pub fn new(inputs: usize, outputs: usize, init: Init, rng: &mut impl Rng) -> Self {
+        Self::from_params(init.weights(inputs, outputs, rng), init.bias(outputs, rng))
+    }
+
+    /// A layer with the given weight `(in, out)` and bias `(out)`.
+    pub fn from_params(weight: Array2<f32>, bias: Array1<f32>) -> Self {
+        assert_eq!(
+            weight.ncols(),
+            bias.len(),
+            "Linear: weight {:?} and bias ({}) disagree on the number of outputs",
+            weight.dim(),
+            bias.len()
+        );
+        Linear {
+            grad_weight: Array2::zeros(weight.dim()),
+            grad_bias: Array1::zeros(bias.len()),
+            weight,
+            bias,
+            input_grad_needed: true,
+            input: Array2::zeros((0, 0)),
+            output: Array2::zeros((0, 0)),
+            grad_input: Array2::zeros((0, 0)),
+        }
+    }
+
+    /// Number of input features.
+    pub fn inputs(&self) -> usize {
+        self.weight.nrows()
+    }
+
+    /// Number of output features.
+    pub fn outputs(&self) -> usize {
+        self.weight.ncols()
+    }
+}
+
+impl Layer for Linear {
+    fn forward(&mut self, input: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32> {
+        check_features("Linear", self.inputs(), input);
+        let (n, (inputs, outputs)) = (input.nrows(), self.weight.dim());
+        ensure_shape(&mut self.output, n, outputs);
+        // Y = b (broadcast over rows), then Y += X·W in one GEMM.
+        self.output.assign(&self.bias);
+        general_mat_mul(1.0, &input, &self.weight, 1.0, &mut self.output);
+        if train {
+            ensure_shape(&mut self.input, n, inputs);
+            self.input.assign(&input);
+        }
+        self.output.view()
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32> {
+        assert_eq!(
+            grad_output.dim(),
+            (self.input.nrows(), self.outputs()),
+            "Linear: gradient shape does not match the last training forward pass"
+        );
+        // dW = Xᵀ·dY
+        general_mat_mul(1.0, &self.input.t(), &grad_output, 0.0, &mut self.grad_weight);
+        // db = Σ_rows dY
+        self.grad_bias.fill(0.0);
+        for row in grad_output.axis_iter(Axis(0)) {
+            Zip::from(&mut self.grad_bias).and(&row).for_each(|g, &d| *g += d);
+        }
+        // dX = dY·Wᵀ (skipped when nothing below needs it)
+        let inputs = self.inputs();
+        if self.input_grad_needed {
+            ensure_shape(&mut self.grad_input, grad_output.nrows(), inputs);
+            general_mat_mul(1.0, &grad_output, &self.weight.t(), 0.0, &mut self.grad_input);
+        } else {
+            ensure_shape(&mut self.grad_input, 0, inputs);
+        }
+        self.grad_input.view()
+    }
+
+    fn params(&mut self) -> Vec<Param<'_>> {
+        vec![
+            Param {
+                name: "weight",
+                value: self.weight.as_slice_mut().expect("standard layout"),
+                grad: self.grad_weight.as_slice().expect("standard layout"),
+            },
+            Param {
+                name: "bias",
+                value: self.bias.as_slice_mut().expect("standard layout"),
+                grad: self.grad_bias.as_slice().expect("standard layout"),
+            },
+        ]
+    }
+
+    fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
+    }
+
+    fn describe(&self) -> String {
+        format!("Linear({} -> {})", self.inputs(), self.outputs())
+    }
+}

@@ -1,0 +1,72 @@
+//! Layers: each one a forward pass and the backward pass that undoes it.
+//!
+//! Every layer works on a batch: its input is a matrix of shape `(batch, in_features)` with one
+//! example per row, its output `(batch, out_features)`. The backward pass receives `dL/d output`
+//! (same shape as the output) and returns `dL/d input` (same shape as the input), and on the way
+//! stores the gradients of the layer's own parameters. Layers keep, between the two passes,
+//! whatever the backward pass needs (the input for [`Linear`], the output for [`ReLU`]).
+//!
+//! Layers own their output and gradient buffers and hand out views of them, so a training loop
+//! allocates nothing once the first batch has set the buffer sizes.
+
+mod linear;
+mod relu;
+
+pub use linear::Linear;
+pub use relu::ReLU;
+
+use ndarray::{Array2, ArrayView2};
+
+/// A learnable parameter of a layer: its values and the gradient of the loss with respect to
+/// them, as computed by the last [`Layer::backward`]. Both slices have the same length.
+pub struct Param<'a> {
+    /// What the parameter is called inside its layer (`"weight"`, `"bias"`, ...).
+    pub name: &'static str,
+    /// The values, in row-major order, for the optimiser (and gradient checks) to change.
+    pub value: &'a mut [f32],
+    /// `dL/d value`, in the same order.
+    pub grad: &'a [f32],
+}
+
+/// One differentiable step of a network.
+pub trait Layer: Send {
+    /// Computes the output for a batch `input` of shape `(batch, in_features)`.
+    ///
+    /// `train` is true while training (a layer may then keep what its backward pass needs, or
+    /// behave differently, as batch normalisation does) and false for inference.
+    fn forward(&mut self, input: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32>;
+
+    /// Given `dL/d output` for the batch of the last `forward(.., true)`, stores the gradients of
+    /// this layer's parameters and returns `dL/d input`.
+    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32>;
+
+    /// The learnable parameters with their gradients (none by default).
+    fn params(&mut self) -> Vec<Param<'_>> {
+        Vec::new()
+    }
+
+    /// Tells the layer whether `backward` must compute `dL/d input`. The first layer of a network
+    /// has no use for it (nothing learns below the data), which saves a third of its work.
+    fn set_input_grad_needed(&mut self, _needed: bool) {}
+
+    /// A one-line description, such as `Linear(784 -> 32)`.
+    fn describe(&self) -> String;
+}
+
+/// Makes `buffer` a `(rows, cols)` matrix, reallocating only when the shape changes: buffers then
+/// live across batches, and a training loop allocates only when the batch size changes.
+pub(crate) fn ensure_shape(buffer: &mut Array2<f32>, rows: usize, cols: usize) {
+    if buffer.dim() != (rows, cols) {
+        *buffer = Array2::zeros((rows, cols));
+    }
+}
+
+/// Checks that a batch has the number of features a layer expects, with a message naming it.
+pub(crate) fn check_features(layer: &str, expected: usize, got: ArrayView2<f32>) {
+    assert_eq!(
+        got.ncols(),
+        expected,
+        "{layer}: expected input of shape (batch, {expected}), got {:?}",
+        got.dim()
+    );
+}

@@ -1,0 +1,58 @@
+//! # mnist-nn
+//!
+//! Neural networks written from scratch, trained and tested on MNIST. Every layer states its
+//! forward maths and the derivation of its backward pass next to the code, with the shape of every
+//! array; the matrix products go through a fast multithreaded SGEMM.
+//!
+//! The pieces:
+//! - [`layers`]: the [`Layer`](layers::Layer) trait and the layers ([`Linear`](layers::Linear),
+//!   [`ReLU`](layers::ReLU));
+//! - [`loss`]: numerically stable softmax cross-entropy;
+//! - [`network`]: a sequential [`Network`](network::Network) with training steps and evaluation;
+//! - [`train`]: stochastic gradient descent, minibatch or full batch;
+//! - [`init`]: the weight initialisations (`he`, `xavier`, `gaussian`, `samson`);
+//! - [`data`]: reading, finding, downloading and preparing MNIST.
+//!
+//! # Example
+//!
+//! Train a small network to tell two made-up classes apart (with MNIST, the data would come from
+//! [`data::load_raw`] and [`data::Mnist::prepare`]):
+//!
+//! ```
+//! use mnist_nn::data::Dataset;
+//! use mnist_nn::init::Init;
+//! use mnist_nn::network::Network;
+//! use mnist_nn::train::{Batching, Sgd};
+//! use ndarray::Array2;
+//!
+//! // 200 points in 2-D: class 1 when x + y > 0.
+//! let mut rng = mnist_nn::seeded_rng(7);
+//! let images = Array2::from_shape_fn((200, 2), |(i, j)| ((i * 37 + j * 91) % 200) as f32 / 100.0 - 1.0);
+//! let labels = images.rows().into_iter().map(|r| u8::from(r[0] + r[1] > 0.0)).collect();
+//! let data = Dataset::new(images, labels);
+//!
+//! let mut network = Network::mlp(&[2, 16, 2], Init::He, &mut rng);
+//! let mut sgd = Sgd::new(0.1, Batching::Mini(20));
+//! for _ in 0..50 {
+//!     sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {});
+//! }
+//! let result = network.evaluate(data.images.view(), &data.labels);
+//! assert!(result.accuracy > 0.9, "accuracy {}", result.accuracy);
+//! ```
+
+pub mod atomic;
+pub mod data;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod network;
+pub mod train;
+
+/// The one random generator behind everything random (initialisation, shuffling): ChaCha8,
+/// whose stream for a given seed is the same on every platform and version.
+pub type SeededRng = rand_chacha::ChaCha8Rng;
+
+/// The generator for `seed`: the same seed gives the same run.
+pub fn seeded_rng(seed: u64) -> SeededRng {
+    <SeededRng as rand::SeedableRng>::seed_from_u64(seed)
+}
