@@ -74,7 +74,10 @@ fn draw(
     distribution: impl Distribution<f32>,
     rng: &mut impl Rng,
 ) -> Array2<f32> {
-    let values = distribution.sample_iter(rng).take(shape.0 * shape.1).collect();
+    let values = distribution
+        .sample_iter(rng)
+        .take(shape.0 * shape.1)
+        .collect();
     Array2::from_shape_vec(shape, values).expect("as many values as the shape holds")
 }
 
@@ -91,7 +94,9 @@ impl FromStr for Init {
         Init::ALL
             .into_iter()
             .find(|init| init.name() == s)
-            .ok_or_else(|| format!("unknown initialisation '{s}' (expected he, xavier, gaussian or samson)"))
+            .ok_or_else(|| {
+                format!("unknown initialisation '{s}' (expected he, xavier, gaussian or samson)")
+            })
     }
 }
 

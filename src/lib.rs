@@ -11,7 +11,8 @@
 //! - [`network`]: a sequential [`Network`](network::Network) with training steps and evaluation;
 //! - [`train`]: stochastic gradient descent, minibatch or full batch;
 //! - [`init`]: the weight initialisations (`he`, `xavier`, `gaussian`, `samson`);
-//! - [`data`]: reading, finding, downloading and preparing MNIST.
+//! - [`data`]: reading, finding, downloading and preparing MNIST;
+//! - [`gradcheck`]: finite-difference checks of backward passes.
 //!
 //! # Example
 //!
@@ -42,6 +43,7 @@
 
 pub mod atomic;
 pub mod data;
+pub mod gradcheck;
 pub mod init;
 pub mod layers;
 pub mod loss;

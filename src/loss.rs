@@ -60,7 +60,9 @@ impl SoftmaxCrossEntropy {
                 let y = label as usize;
                 let max = z.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 // grad <- exp(z - max), then normalise into probabilities.
-                Zip::from(&mut grad).and(&z).for_each(|g, &v| *g = (v - max).exp());
+                Zip::from(&mut grad)
+                    .and(&z)
+                    .for_each(|g, &v| *g = (v - max).exp());
                 let sum: f32 = grad.sum();
                 total += (max + sum.ln() - z[y]) as f64;
                 correct += usize::from(argmax(z.iter().copied()) == y);

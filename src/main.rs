@@ -16,7 +16,11 @@ use mnist_nn::seeded_rng;
 use mnist_nn::train::{Batching, Sgd};
 
 #[derive(Parser)]
-#[command(name = "mnist-nn", version, about = "Neural networks from scratch, trained and tested on MNIST")]
+#[command(
+    name = "mnist-nn",
+    version,
+    about = "Neural networks from scratch, trained and tested on MNIST"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,19 +37,19 @@ enum Command {
 #[derive(Args)]
 struct TrainArgs {
     /// Sizes of the hidden layers, e.g. `--hidden 300 100`.
-    #[arg(long, alias = "n-hidden", num_args = 1.., default_values_t = [32, 16], value_parser = positive)]
+    #[arg(long, alias = "n-hidden", num_args = 1.., default_values_t = [32, 16], value_parser = positive, allow_negative_numbers = true)]
     hidden: Vec<usize>,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 500, value_parser = positive)]
+    #[arg(long, default_value_t = 500, value_parser = positive, allow_negative_numbers = true)]
     epochs: usize,
     /// Learning rate of gradient descent.
-    #[arg(long, alias = "learning-rate", default_value_t = 0.2, value_parser = positive_finite)]
+    #[arg(long, alias = "learning-rate", default_value_t = 0.2, value_parser = positive_finite, allow_negative_numbers = true)]
     lr: f32,
     /// Weight initialisation: he, xavier, gaussian or samson.
     #[arg(long, alias = "initial-params", default_value = "he", value_parser = str::parse::<Init>)]
     init: Init,
     /// Examples per update, reshuffled every epoch [default: full batch, one update per epoch].
-    #[arg(long, value_parser = positive)]
+    #[arg(long, value_parser = positive, allow_negative_numbers = true)]
     batch_size: Option<usize>,
     /// Seed of the random generator (initialisation and shuffling).
     #[arg(long, default_value_t = 0)]
@@ -63,7 +67,7 @@ struct DownloadArgs {
     /// Where to put the files [default: the user's cache folder].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Base URL to fetch from instead of the built-in mirrors (repeatable).
+    /// Base URL to fetch from instead of $MNIST_NN_MIRROR or the built-in mirrors (repeatable).
     #[arg(long)]
     mirror: Vec<String>,
 }
@@ -72,7 +76,7 @@ fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("'{s}' is not a whole number")),
+        Err(_) => Err(format!("'{s}' is not a positive whole number")),
     }
 }
 
@@ -121,10 +125,15 @@ fn train(args: TrainArgs) -> Result<()> {
     println!("  layers:         {}", network.describe());
     println!("  initialisation: {}", args.init);
     let batches = match batching {
-        Batching::Mini(size) if size < n_train => format!("minibatches of {size}, reshuffled every epoch"),
+        Batching::Mini(size) if size < n_train => {
+            format!("minibatches of {size}, reshuffled every epoch")
+        }
         _ => format!("full batch ({n_train} examples per update)"),
     };
-    println!("  training:       {batches}, learning rate {}, {} epochs, seed {}", args.lr, args.epochs, args.seed);
+    println!(
+        "  training:       {batches}, learning rate {}, {} epochs, seed {}",
+        args.lr, args.epochs, args.seed
+    );
     println!(
         "  data:           {} ({} train, {} test, pixels / 255)",
         dir.display(),
@@ -184,12 +193,7 @@ fn download(args: DownloadArgs) -> Result<()> {
         Some(dir) => dir,
         None => locate::cache_dir().context("this system has no cache folder: pass --dir DIR")?,
     };
-    let mirrors = if args.mirror.is_empty() {
-        MIRRORS.iter().map(|m| m.to_string()).collect()
-    } else {
-        args.mirror
-    };
-    fetch_with_progress(&dir, &mirrors)?;
+    fetch_with_progress(&dir, &mirrors(args.mirror))?;
     println!("MNIST is in {}", dir.display());
     Ok(())
 }
@@ -205,10 +209,15 @@ fn load_mnist(data_dir: Option<&Path>, regime: Regime) -> Result<(Mnist, PathBuf
         None => {
             let cache = locate::cache_dir()
                 .with_context(|| locate::not_found_message(&candidates, Some("no cache folder")))?;
-            eprintln!("MNIST not found locally: downloading it into {}", cache.display());
-            let mirrors: Vec<String> = MIRRORS.iter().map(|m| m.to_string()).collect();
-            if let Err(error) = fetch_with_progress(&cache, &mirrors) {
-                bail!(locate::not_found_message(&candidates, Some(&format!("{error:#}"))));
+            eprintln!(
+                "MNIST not found locally: downloading it into {}",
+                cache.display()
+            );
+            if let Err(error) = fetch_with_progress(&cache, &mirrors(Vec::new())) {
+                bail!(locate::not_found_message(
+                    &candidates,
+                    Some(&format!("{error:#}"))
+                ));
             }
             cache
         }
@@ -217,13 +226,28 @@ fn load_mnist(data_dir: Option<&Path>, regime: Regime) -> Result<(Mnist, PathBuf
     Ok((Mnist::prepare(&raw, regime), dir))
 }
 
+/// The base URLs to download from: those given with `--mirror`, else `$MNIST_NN_MIRROR`, else the
+/// built-in mirrors.
+fn mirrors(given: Vec<String>) -> Vec<String> {
+    if !given.is_empty() {
+        return given;
+    }
+    match std::env::var("MNIST_NN_MIRROR") {
+        Ok(mirror) if !mirror.is_empty() => vec![mirror],
+        _ => MIRRORS.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
 /// Downloads MNIST into `dir`, with a progress bar per file.
 fn fetch_with_progress(dir: &Path, mirrors: &[String]) -> Result<()> {
     let mut bar: Option<ProgressBar> = None;
     download_mnist(dir, mirrors, &mut |event| match event {
         DownloadEvent::AlreadyPresent(file) => println!("{file}: already present and verified"),
         DownloadEvent::Started { file, url, total } => {
-            let new_bar = progress_bar(total.unwrap_or(0), "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}");
+            let new_bar = progress_bar(
+                total.unwrap_or(0),
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            );
             new_bar.set_message(file);
             new_bar.suspend(|| println!("fetching {url}"));
             bar = Some(new_bar);

@@ -45,8 +45,14 @@ impl Network {
     /// A multilayer perceptron: `Linear` layers between the given `sizes` (inputs, hidden..., classes)
     /// with a `ReLU` after every one but the last. `mlp(&[784, 32, 16, 10], ..)` is 784-32-16-10.
     pub fn mlp(sizes: &[usize], init: Init, rng: &mut impl Rng) -> Self {
-        assert!(sizes.len() >= 2, "Network::mlp: needs input and output sizes");
-        assert!(sizes.iter().all(|&s| s > 0), "Network::mlp: sizes must be positive, got {sizes:?}");
+        assert!(
+            sizes.len() >= 2,
+            "Network::mlp: needs input and output sizes"
+        );
+        assert!(
+            sizes.iter().all(|&s| s > 0),
+            "Network::mlp: sizes must be positive, got {sizes:?}"
+        );
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
         for (i, pair) in sizes.windows(2).enumerate() {
             layers.push(Box::new(Linear::new(pair[0], pair[1], init, rng)));
@@ -120,14 +126,25 @@ impl Network {
         for start in (0..x.nrows()).step_by(EVAL_CHUNK) {
             let end = (start + EVAL_CHUNK).min(x.nrows());
             let logits = self.forward(x.slice(s![start..end, ..]), false);
-            predictions.extend(logits.rows().into_iter().map(|row| argmax(row.iter().copied()) as u8));
+            predictions.extend(
+                logits
+                    .rows()
+                    .into_iter()
+                    .map(|row| argmax(row.iter().copied()) as u8),
+            );
         }
         predictions
     }
 
     /// Mean loss and accuracy on `x` `(n, features)` with `labels` `(n)`, in inference mode.
     pub fn evaluate(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> Evaluation {
-        assert_eq!(x.nrows(), labels.len(), "evaluate: {} rows but {} labels", x.nrows(), labels.len());
+        assert_eq!(
+            x.nrows(),
+            labels.len(),
+            "evaluate: {} rows but {} labels",
+            x.nrows(),
+            labels.len()
+        );
         let (mut total_loss, mut correct) = (0.0, 0);
         for start in (0..x.nrows()).step_by(EVAL_CHUNK) {
             let end = (start + EVAL_CHUNK).min(x.nrows());

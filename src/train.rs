@@ -45,8 +45,14 @@ pub struct EpochStats {
 impl Sgd {
     /// SGD with learning rate `lr`. `Mini(n)` with `n` at least the training set size is full batch.
     pub fn new(lr: f32, batching: Batching) -> Self {
-        assert!(lr.is_finite() && lr > 0.0, "Sgd: learning rate must be positive and finite, got {lr}");
-        assert!(batching != Batching::Mini(0), "Sgd: batch size must be positive");
+        assert!(
+            lr.is_finite() && lr > 0.0,
+            "Sgd: learning rate must be positive and finite, got {lr}"
+        );
+        assert!(
+            batching != Batching::Mini(0),
+            "Sgd: batch size must be positive"
+        );
         Sgd {
             lr,
             batching,

@@ -28,8 +28,14 @@ pub fn parse_csv(text: &str, what: &str) -> Result<(usize, Vec<u8>, Vec<u8>), Da
         let parse = |field: &str, column: usize, max: u8| -> Result<u8, DataError> {
             match field.trim().parse::<u16>() {
                 Ok(v) if v <= max as u16 => Ok(v as u8),
-                Ok(v) => Err(bad(format!("value {v} in column {} is above {max}", column + 1))),
-                Err(_) => Err(bad(format!("'{field}' in column {} is not a whole number", column + 1))),
+                Ok(v) => Err(bad(format!(
+                    "value {v} in column {} is above {max}",
+                    column + 1
+                ))),
+                Err(_) => Err(bad(format!(
+                    "'{field}' in column {} is not a whole number",
+                    column + 1
+                ))),
             }
         };
         labels.push(parse(fields[0], 0, 9)?);

@@ -65,7 +65,8 @@ pub fn download_mnist(
     for (name, sha) in IDX_NAMES.iter().zip(SHA256) {
         let file = format!("{name}.gz");
         let path = dir.join(&file);
-        let present = read_maybe_gzip(&path).is_ok_and(|content| verify(&content, sha, &file).is_ok());
+        let present =
+            read_maybe_gzip(&path).is_ok_and(|content| verify(&content, sha, &file).is_ok());
         if present {
             on_event(DownloadEvent::AlreadyPresent(file));
             continue;

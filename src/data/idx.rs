@@ -36,7 +36,10 @@ pub fn parse_idx(bytes: &[u8], what: &str) -> Result<Idx, DataError> {
         message,
     };
     if bytes.len() < 4 {
-        return Err(bad(format!("{} bytes is too short for an IDX header", bytes.len())));
+        return Err(bad(format!(
+            "{} bytes is too short for an IDX header",
+            bytes.len()
+        )));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(bad(format!(
@@ -53,7 +56,10 @@ pub fn parse_idx(bytes: &[u8], what: &str) -> Result<Idx, DataError> {
     let ndims = bytes[3] as usize;
     let header_len = 4 + 4 * ndims;
     if bytes.len() < header_len {
-        return Err(bad(format!("header announces {ndims} dimensions but the file ends after {} bytes", bytes.len())));
+        return Err(bad(format!(
+            "header announces {ndims} dimensions but the file ends after {} bytes",
+            bytes.len()
+        )));
     }
     let dims: Vec<usize> = bytes[4..header_len]
         .chunks_exact(4)
@@ -134,13 +140,19 @@ pub fn labels_from_idx(idx: Idx, what: &str) -> Result<Vec<u8>, DataError> {
     if idx.dims.len() != 1 {
         return Err(DataError::Format {
             file: what.to_string(),
-            message: format!("expected a 1-dimensional label file, found dimensions {:?}", idx.dims),
+            message: format!(
+                "expected a 1-dimensional label file, found dimensions {:?}",
+                idx.dims
+            ),
         });
     }
     if let Some(position) = idx.data.iter().position(|&l| l > 9) {
         return Err(DataError::Format {
             file: what.to_string(),
-            message: format!("label {} at position {position} is not a digit 0-9", idx.data[position]),
+            message: format!(
+                "label {} at position {position} is not a digit 0-9",
+                idx.data[position]
+            ),
         });
     }
     Ok(idx.data)
@@ -181,7 +193,10 @@ mod tests {
     #[test]
     fn checks_image_shape_and_label_range() {
         let images = parse_idx(&idx_bytes(&[1, 28, 27], &[0; 28 * 27]), "i").unwrap();
-        assert!(images_from_idx(images, "i").unwrap_err().to_string().contains("28, 28"));
+        assert!(images_from_idx(images, "i")
+            .unwrap_err()
+            .to_string()
+            .contains("28, 28"));
         let labels = parse_idx(&idx_bytes(&[3], &[1, 10, 2]), "l").unwrap();
         let err = labels_from_idx(labels, "l").unwrap_err().to_string();
         assert!(err.contains("label 10 at position 1"), "{err}");

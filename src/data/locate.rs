@@ -133,7 +133,10 @@ mod tests {
     fn env_comes_before_local_and_shared() {
         let list = candidates(None, Some(Path::new("/y")));
         let origins: Vec<_> = list.iter().map(|c| c.origin).collect();
-        assert_eq!(&origins[..3], &["$MNIST_DIR", "the current folder", "the shared folder"]);
+        assert_eq!(
+            &origins[..3],
+            &["$MNIST_DIR", "the current folder", "the shared folder"]
+        );
     }
 
     #[test]
@@ -141,7 +144,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(layout_of(dir.path()), None);
         for (i, name) in IDX_NAMES.iter().enumerate() {
-            let file = if i % 2 == 0 { format!("{name}.gz") } else { name.to_string() };
+            let file = if i % 2 == 0 {
+                format!("{name}.gz")
+            } else {
+                name.to_string()
+            };
             std::fs::write(dir.path().join(file), b"").unwrap();
         }
         assert!(matches!(layout_of(dir.path()), Some(Layout::Idx(_))));
@@ -150,6 +157,9 @@ mod tests {
         std::fs::write(csv_dir.path().join("mnist_train.csv"), b"").unwrap();
         assert_eq!(layout_of(csv_dir.path()), None);
         std::fs::write(csv_dir.path().join("mnist_test.csv"), b"").unwrap();
-        assert!(matches!(layout_of(csv_dir.path()), Some(Layout::Csv { .. })));
+        assert!(matches!(
+            layout_of(csv_dir.path()),
+            Some(Layout::Csv { .. })
+        ));
     }
 }

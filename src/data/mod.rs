@@ -157,7 +157,10 @@ impl Dataset {
     /// The first `n` examples (all of them if there are fewer).
     pub fn head(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
-        Dataset::new(self.images.slice(s![..n, ..]).to_owned(), self.labels[..n].to_vec())
+        Dataset::new(
+            self.images.slice(s![..n, ..]).to_owned(),
+            self.labels[..n].to_vec(),
+        )
     }
 }
 
@@ -204,7 +207,11 @@ impl Mnist {
                 let standardise = |x: u8| ((x as f64 - mean) / std) as f32;
                 Mnist {
                     train: to_dataset(&raw.train, 0..n_train, standardise),
-                    validation: Some(to_dataset(&raw.train, n_train..raw.train.len(), standardise)),
+                    validation: Some(to_dataset(
+                        &raw.train,
+                        n_train..raw.train.len(),
+                        standardise,
+                    )),
                     test: to_dataset(&raw.test, 0..raw.test.len(), standardise),
                 }
             }
@@ -216,7 +223,11 @@ impl Mnist {
 pub fn mean_and_std(pixels: &[u8]) -> (f64, f64) {
     let n = pixels.len() as f64;
     let mean = pixels.iter().map(|&p| p as f64).sum::<f64>() / n;
-    let variance = pixels.iter().map(|&p| (p as f64 - mean).powi(2)).sum::<f64>() / n;
+    let variance = pixels
+        .iter()
+        .map(|&p| (p as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
     (mean, variance.sqrt().max(f64::MIN_POSITIVE))
 }
 
@@ -289,7 +300,9 @@ mod tests {
 
     #[test]
     fn seed000_standardises_with_the_training_images_only() {
-        let mut train: Vec<u8> = (0..SEED000_TRAIN).map(|i| if i % 2 == 0 { 0 } else { 100 }).collect();
+        let mut train: Vec<u8> = (0..SEED000_TRAIN)
+            .map(|i| if i % 2 == 0 { 0 } else { 100 })
+            .collect();
         train.extend([200u8; 3]); // validation images: must not move the mean
         let mnist = Mnist::prepare(&raw(&train, &[50]), Regime::Seed000);
         assert_eq!(mnist.train.len(), SEED000_TRAIN);

@@ -99,17 +99,31 @@ impl Layer for Linear {
             "Linear: gradient shape does not match the last training forward pass"
         );
         // dW = Xᵀ·dY
-        general_mat_mul(1.0, &self.input.t(), &grad_output, 0.0, &mut self.grad_weight);
+        general_mat_mul(
+            1.0,
+            &self.input.t(),
+            &grad_output,
+            0.0,
+            &mut self.grad_weight,
+        );
         // db = Σ_rows dY
         self.grad_bias.fill(0.0);
         for row in grad_output.axis_iter(Axis(0)) {
-            Zip::from(&mut self.grad_bias).and(&row).for_each(|g, &d| *g += d);
+            Zip::from(&mut self.grad_bias)
+                .and(&row)
+                .for_each(|g, &d| *g += d);
         }
         // dX = dY·Wᵀ (skipped when nothing below needs it)
         let inputs = self.inputs();
         if self.input_grad_needed {
             ensure_shape(&mut self.grad_input, grad_output.nrows(), inputs);
-            general_mat_mul(1.0, &grad_output, &self.weight.t(), 0.0, &mut self.grad_input);
+            general_mat_mul(
+                1.0,
+                &grad_output,
+                &self.weight.t(),
+                0.0,
+                &mut self.grad_input,
+            );
         } else {
             ensure_shape(&mut self.grad_input, 0, inputs);
         }

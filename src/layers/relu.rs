@@ -42,7 +42,11 @@ impl Layer for ReLU {
             self.output.dim(),
             "ReLU: gradient shape does not match the last forward pass"
         );
-        ensure_shape(&mut self.grad_input, grad_output.nrows(), grad_output.ncols());
+        ensure_shape(
+            &mut self.grad_input,
+            grad_output.nrows(),
+            grad_output.ncols(),
+        );
         Zip::from(&mut self.grad_input)
             .and(&grad_output)
             .and(&self.output)

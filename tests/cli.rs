@@ -1,0 +1,433 @@
+//! The `mnist-nn` binary, run as a user would: flags, data discovery, download, training.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use common::{mnist_dir, run, serve, stderr, stdout};
+use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+
+const IDX_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+];
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn real_files() -> HashMap<String, Vec<u8>> {
+    let dir = mnist_dir();
+    IDX_FILES
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+        .collect()
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The value on the line `test accuracy: X`, which must be the last line printed.
+fn final_test_accuracy(out: &str) -> f64 {
+    let last = out.lines().last().unwrap_or_default();
+    last.strip_prefix("test accuracy: ")
+        .unwrap_or_else(|| panic!("last line is not the test accuracy: {last:?}\n{out}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn impossible_flags_are_refused_before_any_data_is_loaded() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--hidden", "32", "0"], "at least 1"),
+        (&["--hidden", "-3"], "'-3' is not a positive whole number"),
+        (&["--lr", "0"], "not a positive finite number"),
+        (&["--lr", "-0.1"], "-0.1 is not a positive finite number"),
+        (
+            &["--batch-size", "-5"],
+            "'-5' is not a positive whole number",
+        ),
+        (&["--lr", "nan"], "not a positive finite number"),
+        (&["--lr", "inf"], "not a positive finite number"),
+        (&["--lr", "fast"], "not a number"),
+        (&["--epochs", "0"], "at least 1"),
+        (&["--epochs", "1.5"], "not a positive whole number"),
+        (&["--batch-size", "0"], "at least 1"),
+        (&["--init", "uniform"], "unknown initialisation 'uniform'"),
+        (&["--hidden"], "--hidden"),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["train", "--data-dir", "/nonexistent/mnist"];
+        args.extend_from_slice(flags);
+        let output = run(&args, &[], None);
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{flags:?} was accepted");
+        assert!(
+            err.contains(expected),
+            "{flags:?}: expected {expected:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{flags:?} panicked: {err}");
+        assert!(
+            !err.contains("MNIST not found"),
+            "{flags:?} looked for data first: {err}"
+        );
+    }
+}
+
+#[test]
+fn trains_on_real_mnist_and_the_same_seed_repeats_the_run() {
+    let dir = mnist_dir();
+    let args = [
+        "train",
+        "--hidden",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.1",
+        "--seed",
+        "3",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ];
+    let first = run(&args, &[], None);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let out = stdout(&first);
+    assert!(
+        out.contains("784-64-10"),
+        "configuration not printed: {out}"
+    );
+    let accuracy = final_test_accuracy(&out);
+    assert!(accuracy >= 0.90, "test accuracy {accuracy}");
+
+    // Everything but the timings is identical in a second run with the same seed.
+    let second = run(&args, &[], None);
+    let without_times = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with("training time"))
+            .map(|l| l.split("  (").next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(without_times(&out), without_times(&stdout(&second)));
+}
+
+#[test]
+fn full_batch_default_schedule_learns() {
+    // The default regime (full batch, lr 0.2) for a few epochs: the loss must fall.
+    let dir = mnist_dir();
+    let output = run(
+        &[
+            "train",
+            "--epochs",
+            "20",
+            "--log-every",
+            "10",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let losses: Vec<f64> = out
+        .lines()
+        .filter(|l| l.starts_with("epoch"))
+        .map(|l| {
+            l.split("loss ")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(losses.len(), 2, "{out}");
+    assert!(losses[1] < losses[0], "loss did not fall: {losses:?}");
+    assert!(final_test_accuracy(&out) > 0.5);
+}
+
+#[test]
+fn reads_seed_000_csv_files() {
+    let raw = mnist_nn::data::load_raw(&mnist_dir()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, split: &mnist_nn::data::RawSplit, count: usize| {
+        let mut text = String::new();
+        for i in 0..count {
+            text += &split.labels[i].to_string();
+            for p in split.image(i) {
+                text += &format!(",{p}");
+            }
+            text += "\n";
+        }
+        std::fs::write(dir.path().join(name), text).unwrap();
+    };
+    write("mnist_train.csv", &raw.train, 3000);
+    write("mnist_test.csv", &raw.test, 1000);
+    let output = run(
+        &[
+            "train",
+            "--hidden",
+            "32",
+            "--epochs",
+            "5",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.1",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("3000 train, 1000 test"), "{out}");
+    assert!(final_test_accuracy(&out) > 0.8, "{out}");
+}
+
+#[test]
+fn broken_data_files_are_named_in_the_error() {
+    let real = real_files();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "train-labels-idx1-ubyte.gz",
+            real["train-labels-idx1-ubyte.gz"][..5000].to_vec(),
+            "corrupt or truncated gzip",
+        ),
+        (
+            "train-labels-idx1-ubyte.gz",
+            gzip(&gunzip(&real["train-labels-idx1-ubyte.gz"])[..50_000]),
+            "header says [60000]",
+        ),
+        (
+            "t10k-labels-idx1-ubyte.gz",
+            gzip(&gunzip(&real["train-labels-idx1-ubyte.gz"])),
+            "10000 images but 60000 labels",
+        ),
+        (
+            "t10k-images-idx3-ubyte.gz",
+            b"<html>not found</html>".to_vec(),
+            "not an IDX file",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, content) in &real {
+            std::fs::write(dir.path().join(file), content).unwrap();
+        }
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        let output = run(
+            &[
+                "train",
+                "--epochs",
+                "1",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+            ],
+            &[],
+            None,
+        );
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{name}: broken file accepted");
+        assert!(
+            err.contains(expected) && err.contains(name),
+            "{name}: expected {expected:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn missing_data_says_where_it_looked_and_what_to_do() {
+    let empty = tempfile::tempdir().unwrap();
+    let output = run(
+        &["train", "--data-dir", empty.path().to_str().unwrap()],
+        &[],
+        None,
+    );
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("MNIST not found") && err.contains(empty.path().to_str().unwrap()),
+        "{err}"
+    );
+    assert!(
+        err.contains("--data-dir") && err.contains("mnist-nn download"),
+        "{err}"
+    );
+
+    // No folder named, nothing anywhere, and the download cannot connect.
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache");
+    let output = run(
+        &["train", "--epochs", "1"],
+        &[
+            ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+            ("MNIST_NN_MIRROR", "http://127.0.0.1:9/"),
+        ],
+        Some(home.path()),
+    );
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("MNIST not found") && err.contains("the download failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mnist-nn/mnist"),
+        "the cache folder is not listed: {err}"
+    );
+}
+
+#[test]
+fn downloads_verifies_and_is_not_fooled_by_a_corrupt_file() {
+    let real = real_files();
+    let good = serve(real.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("mnist");
+    let output = run(
+        &[
+            "download",
+            "--dir",
+            target.to_str().unwrap(),
+            "--mirror",
+            &good,
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(file_names(&target), {
+        let mut names: Vec<String> = IDX_FILES.iter().map(|s| s.to_string()).collect();
+        names.sort();
+        names
+    });
+    for file in IDX_FILES {
+        assert_eq!(
+            std::fs::read(target.join(file)).unwrap(),
+            real[file],
+            "{file}"
+        );
+    }
+    let again = run(
+        &[
+            "download",
+            "--dir",
+            target.to_str().unwrap(),
+            "--mirror",
+            &good,
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        stdout(&again)
+            .matches("already present and verified")
+            .count()
+            == 4,
+        "{}",
+        stdout(&again)
+    );
+
+    // One label flipped, recompressed: valid gzip, wrong content.
+    let mut corrupt = real.clone();
+    let mut labels = gunzip(&real["train-labels-idx1-ubyte.gz"]);
+    labels[100] = (labels[100] + 1) % 10;
+    corrupt.insert("train-labels-idx1-ubyte.gz".into(), gzip(&labels));
+    let bad = serve(corrupt);
+    let fresh = dir.path().join("fresh");
+    let output = run(
+        &[
+            "download",
+            "--dir",
+            fresh.to_str().unwrap(),
+            "--mirror",
+            &bad,
+        ],
+        &[],
+        None,
+    );
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("train-labels-idx1-ubyte.gz") && err.contains("SHA-256"),
+        "{err}"
+    );
+    // The good file before it was saved; the corrupt one and no partial file were not.
+    assert_eq!(
+        file_names(&fresh),
+        vec!["train-images-idx3-ubyte.gz".to_string()]
+    );
+
+    // A mirror without the files: a clear download error.
+    let empty = serve(HashMap::new());
+    let output = run(
+        &[
+            "download",
+            "--dir",
+            fresh.to_str().unwrap(),
+            "--mirror",
+            &empty,
+        ],
+        &[],
+        None,
+    );
+    assert!(stderr(&output).contains("404"), "{}", stderr(&output));
+}
+
+#[test]
+fn train_downloads_into_the_cache_when_data_is_nowhere() {
+    let server = serve(real_files());
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache");
+    let output = run(
+        &[
+            "train",
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "100",
+            "--lr",
+            "0.1",
+        ],
+        &[
+            ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+            ("MNIST_NN_MIRROR", &server),
+        ],
+        Some(home.path()),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains(cache.join("mnist-nn/mnist").to_str().unwrap()),
+        "{out}"
+    );
+    assert!(final_test_accuracy(&out) > 0.85, "{out}");
+    assert_eq!(file_names(&cache.join("mnist-nn/mnist")).len(), 4);
+}

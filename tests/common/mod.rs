@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests: where MNIST is, running the binary, a local HTTP server.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The real MNIST: `$MNIST_DIR`, else `../shared/data/mnist` beside the repository, else the
+/// download cache. Tests that need it fail (they do not skip) when it is nowhere.
+pub fn mnist_dir() -> PathBuf {
+    let candidates = std::env::var_os("MNIST_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist")])
+        .chain(mnist_nn::data::locate::cache_dir());
+    let searched: Vec<PathBuf> = candidates.collect();
+    searched
+        .iter()
+        .find(|dir| dir.join("train-images-idx3-ubyte.gz").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "the tests need the real MNIST; looked in {searched:?}. Set MNIST_DIR or run \
+                 `cargo run --release -- download`"
+            )
+        })
+}
+
+/// Runs `mnist-nn` with `args` and the given extra environment, in `cwd`.
+pub fn run(args: &[&str], env: &[(&str, &str)], cwd: Option<&std::path::Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-nn"));
+    command.args(args).env_remove("MNIST_DIR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    command.output().expect("the binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Serves `files` (path without the leading slash -> body) over HTTP on 127.0.0.1, one request per
+/// connection, 404 for anything else. Returns the base URL. The server thread lives as long as
+/// the test process.
+pub fn serve(files: HashMap<String, Vec<u8>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // Skip the headers.
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                line.clear();
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/');
+            let (status, body) = match files.get(path) {
+                Some(body) => ("200 OK", body.as_slice()),
+                None => ("404 Not Found", &b"not found"[..]),
+            };
+            let header = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream
+                .write_all(header.as_bytes())
+                .and_then(|_| stream.write_all(body));
+        }
+    });
+    base
+}

@@ -1,0 +1,114 @@
+//! Every backward pass against finite differences.
+
+use mnist_nn::gradcheck::{check_layer, check_network, compare, Tolerance};
+use mnist_nn::init::Init;
+use mnist_nn::layers::{Layer, Linear, ReLU};
+use mnist_nn::loss::SoftmaxCrossEntropy;
+use mnist_nn::network::Network;
+use mnist_nn::seeded_rng;
+use ndarray::Array2;
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+fn random_matrix(rows: usize, cols: usize, rng: &mut impl Rng) -> Array2<f32> {
+    Array2::from_shape_simple_fn((rows, cols), || rng.sample(StandardNormal))
+}
+
+#[test]
+fn linear_backward_matches_finite_differences() {
+    let mut rng = seeded_rng(10);
+    for init in [Init::He, Init::Samson] {
+        let mut layer = Linear::new(7, 5, init, &mut rng);
+        let input = random_matrix(4, 7, &mut rng);
+        let mismatches = check_layer(&mut layer, input.view(), Tolerance::default(), &mut rng);
+        assert!(mismatches.is_empty(), "{init}: {mismatches:?}");
+    }
+}
+
+#[test]
+fn relu_backward_matches_finite_differences() {
+    let mut rng = seeded_rng(11);
+    // Keep inputs away from the kink at 0, where the derivative does not exist.
+    let input = random_matrix(5, 6, &mut rng).mapv(|x| if x.abs() < 0.1 { x + 0.3 } else { x });
+    let mut relu = ReLU::new();
+    let mismatches = check_layer(&mut relu, input.view(), Tolerance::default(), &mut rng);
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+    assert!(
+        input.iter().any(|&x| x < 0.0),
+        "the check must cover units that are off"
+    );
+}
+
+#[test]
+fn loss_gradient_matches_finite_differences() {
+    let mut rng = seeded_rng(12);
+    let logits = random_matrix(6, 10, &mut rng) * 3.0;
+    let labels = [0u8, 3, 9, 3, 5, 7];
+    let mut loss = SoftmaxCrossEntropy::new();
+    let analytic: Vec<f64> = loss
+        .loss_and_grad(logits.view(), &labels)
+        .1
+        .iter()
+        .map(|&g| g as f64)
+        .collect();
+    let step = 1e-2f32;
+    let mut numeric = Vec::new();
+    for i in 0..logits.len() {
+        let mut at = |delta: f32| {
+            let mut z = logits.clone();
+            z.as_slice_mut().unwrap()[i] += delta;
+            loss.loss_and_grad(z.view(), &labels).0.loss
+        };
+        numeric.push((at(step) - at(-step)) / (2.0 * step as f64));
+    }
+    let mismatches = compare("logits", &analytic, &numeric, 1e-2);
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
+#[test]
+fn two_hidden_layer_network_matches_finite_differences() {
+    let mut rng = seeded_rng(13);
+    let mut network = Network::mlp(&[8, 6, 5, 4], Init::He, &mut rng);
+    let input = random_matrix(7, 8, &mut rng);
+    let labels = [0u8, 1, 2, 3, 1, 2, 0];
+    let tolerance = Tolerance {
+        step: 1e-2,
+        relative: 2e-2,
+    };
+    let mismatches = check_network(&mut network, input.view(), &labels, tolerance);
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
+/// The checker itself must be able to fail: a layer whose backward pass is wrong by a factor is caught.
+#[test]
+fn a_wrong_backward_pass_is_caught() {
+    struct WrongLinear(Linear, Array2<f32>);
+    impl Layer for WrongLinear {
+        fn forward(
+            &mut self,
+            input: ndarray::ArrayView2<f32>,
+            train: bool,
+        ) -> ndarray::ArrayView2<'_, f32> {
+            self.0.forward(input, train)
+        }
+        fn backward(
+            &mut self,
+            grad_output: ndarray::ArrayView2<f32>,
+        ) -> ndarray::ArrayView2<'_, f32> {
+            // Forgets nothing but scales dX by 1.1: a 10% error.
+            self.1 = self.0.backward(grad_output).mapv(|g| g * 1.1);
+            self.1.view()
+        }
+        fn describe(&self) -> String {
+            "WrongLinear".into()
+        }
+    }
+    let mut rng = seeded_rng(14);
+    let mut layer = WrongLinear(Linear::new(4, 3, Init::He, &mut rng), Array2::zeros((0, 0)));
+    let input = random_matrix(3, 4, &mut rng);
+    let mismatches = check_layer(&mut layer, input.view(), Tolerance::default(), &mut rng);
+    assert!(
+        mismatches.iter().any(|m| m.tensor == "input"),
+        "a 10% error went unnoticed"
+    );
+}

@@ -1,0 +1,160 @@
+//! The library's behaviour: the loss, layers' bookkeeping, training, reproducibility.
+
+use mnist_nn::data::Dataset;
+use mnist_nn::init::Init;
+use mnist_nn::layers::{Layer, Linear};
+use mnist_nn::loss::{loss_and_correct, SoftmaxCrossEntropy};
+use mnist_nn::network::Network;
+use mnist_nn::seeded_rng;
+use mnist_nn::train::{Batching, Sgd};
+use ndarray::{array, Array2};
+
+#[test]
+fn loss_of_uniform_logits_is_log_of_class_count() {
+    let logits = Array2::<f32>::zeros((3, 10));
+    let stats = loss_and_correct(logits.view(), &[1, 2, 3]);
+    assert!((stats.loss - 10f64.ln()).abs() < 1e-6);
+}
+
+#[test]
+fn loss_is_stable_for_huge_logits() {
+    let logits = array![[1.0e4f32, -1.0e4, 0.0], [-3.0e4, 3.0e4, 1.0e4]];
+    let mut loss = SoftmaxCrossEntropy::new();
+    let (stats, grad) = loss.loss_and_grad(logits.view(), &[0, 0]);
+    // Row 1 is certain and right (loss 0); row 2 is wrong by 6e4.
+    assert!((stats.loss - 3.0e4).abs() < 1.0, "loss {}", stats.loss);
+    assert!(grad.iter().all(|g| g.is_finite()));
+    assert_eq!(stats.correct, 1);
+}
+
+#[test]
+fn loss_gradient_rows_sum_to_zero_and_average_over_the_batch() {
+    let logits = array![[1.0f32, 2.0, 3.0], [0.5, 0.5, -1.0]];
+    let mut loss = SoftmaxCrossEntropy::new();
+    let (_, grad) = loss.loss_and_grad(logits.view(), &[2, 0]);
+    for row in grad.rows() {
+        assert!(row.sum().abs() < 1e-6);
+    }
+    // p - onehot, divided by the batch size 2: the true class's entry is (p_y - 1) / 2.
+    let p2 = 3f32.exp() / (1f32.exp() + 2f32.exp() + 3f32.exp());
+    assert!((grad[[0, 2]] - (p2 - 1.0) / 2.0).abs() < 1e-6);
+}
+
+#[test]
+#[should_panic(expected = "label 12 is not one of the 10 classes")]
+fn loss_refuses_labels_outside_the_classes() {
+    let logits = Array2::<f32>::zeros((1, 10));
+    loss_and_correct(logits.view(), &[12]);
+}
+
+#[test]
+#[should_panic(expected = "Linear: expected input of shape (batch, 4), got (2, 3)")]
+fn linear_refuses_wrong_input_width() {
+    let mut layer = Linear::new(4, 2, Init::He, &mut seeded_rng(0));
+    layer.forward(Array2::zeros((2, 3)).view(), false);
+}
+
+#[test]
+fn linear_forward_is_x_times_w_plus_b() {
+    let mut layer = Linear::from_params(
+        array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]],
+        array![0.5, -0.5],
+    );
+    let y = layer
+        .forward(array![[1.0f32, 0.0, 2.0]].view(), false)
+        .to_owned();
+    assert_eq!(y, array![[11.5f32, 13.5]]);
+}
+
+#[test]
+fn a_first_layer_computes_no_input_gradient() {
+    let mut layer = Linear::new(5, 4, Init::He, &mut seeded_rng(3));
+    let x = Array2::from_shape_fn((2, 5), |(i, j)| (i + j) as f32);
+    layer.forward(x.view(), true);
+    assert_eq!(layer.backward(Array2::ones((2, 4)).view()).dim(), (2, 5));
+    layer.set_input_grad_needed(false);
+    layer.forward(x.view(), true);
+    assert_eq!(layer.backward(Array2::ones((2, 4)).view()).dim(), (0, 5));
+    // The parameter gradients are still there: dW = Xᵀ·1, so row i of dW is the sum of column i of X.
+    assert_eq!(layer.grad_weight[[4, 0]], 4.0 + 5.0);
+}
+
+/// 300 points of two interleaved half-moons, not linearly separable.
+fn two_moons(n: usize) -> Dataset {
+    let images = Array2::from_shape_fn((n, 2), |(i, j)| {
+        let t = std::f32::consts::PI * (i / 2) as f32 / (n / 2) as f32;
+        let (x, y) = if i % 2 == 0 {
+            (t.cos(), t.sin())
+        } else {
+            (1.0 - t.cos(), 0.5 - t.sin())
+        };
+        if j == 0 {
+            x
+        } else {
+            y
+        }
+    });
+    Dataset::new(images, (0..n).map(|i| (i % 2) as u8).collect())
+}
+
+fn train(seed: u64, batching: Batching, epochs: usize) -> (Network, f64) {
+    let data = two_moons(300);
+    let mut rng = seeded_rng(seed);
+    let mut network = Network::mlp(&[2, 32, 16, 2], Init::He, &mut rng);
+    let mut sgd = Sgd::new(0.1, batching);
+    for _ in 0..epochs {
+        sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {});
+    }
+    let accuracy = network.evaluate(data.images.view(), &data.labels).accuracy;
+    (network, accuracy)
+}
+
+fn weights(network: &mut Network) -> Vec<f32> {
+    network
+        .params()
+        .iter()
+        .flat_map(|p| p.value.to_vec())
+        .collect()
+}
+
+#[test]
+fn minibatch_sgd_learns_a_nonlinear_boundary() {
+    let (_, accuracy) = train(1, Batching::Mini(16), 200);
+    assert!(accuracy > 0.97, "accuracy {accuracy}");
+}
+
+#[test]
+fn full_batch_gradient_descent_lowers_the_loss() {
+    let data = two_moons(300);
+    let mut rng = seeded_rng(2);
+    let mut network = Network::mlp(&[2, 16, 2], Init::He, &mut rng);
+    let mut sgd = Sgd::new(0.5, Batching::Full);
+    let first = sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {}).loss;
+    let mut last = first;
+    for _ in 0..100 {
+        last = sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {}).loss;
+    }
+    assert!(last < 0.5 * first, "loss went from {first} to {last}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_weights() {
+    let (mut a, _) = train(5, Batching::Mini(32), 5);
+    let (mut b, _) = train(5, Batching::Mini(32), 5);
+    let (mut c, _) = train(6, Batching::Mini(32), 5);
+    assert_eq!(weights(&mut a), weights(&mut b));
+    assert_ne!(weights(&mut a), weights(&mut c));
+}
+
+#[test]
+fn predictions_agree_with_evaluation() {
+    let (mut network, accuracy) = train(7, Batching::Mini(16), 20);
+    let data = two_moons(300);
+    let predictions = network.predict(data.images.view());
+    let hits = predictions
+        .iter()
+        .zip(&data.labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    assert_eq!(hits as f64 / 300.0, accuracy);
+}
