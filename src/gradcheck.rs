@@ -11,9 +11,10 @@
 //! matrix `R`, whose gradient with respect to the output is simply `dL/dY = R`.
 //!
 //! Everything runs in f32, so the comparison allows rounding noise: an entry passes when
-//! `|analytic - numeric| <= tolerance · (|analytic| + |numeric| + scale)`, where `scale` is the
-//! largest analytic gradient of the tensor. A wrong derivation (a missing factor, a transpose, a
-//! sign) is off by about `scale` and fails.
+//! `|analytic - numeric| <= relative · (|analytic| + |numeric| + scale) + absolute`, where `scale`
+//! is the largest analytic gradient of the tensor and `absolute` (1e-4) is the noise floor of an
+//! f32 finite difference. A wrong derivation (a missing factor, a transpose, a sign) is off by
+//! about `scale` and fails.
 
 use ndarray::{Array2, ArrayView2, Zip};
 use rand::Rng;
@@ -43,6 +44,8 @@ pub struct Tolerance {
     pub step: f32,
     /// The allowed relative error.
     pub relative: f64,
+    /// The allowed absolute error: below it, differences are f32 rounding noise.
+    pub absolute: f64,
 }
 
 impl Default for Tolerance {
@@ -50,6 +53,7 @@ impl Default for Tolerance {
         Tolerance {
             step: 1e-2,
             relative: 1e-2,
+            absolute: 1e-4,
         }
     }
 }
@@ -105,7 +109,7 @@ pub fn check_layer(
         x.as_slice_mut().expect("standard layout")[i] = original;
         numeric_input.push((plus - minus) / (2.0 * tolerance.step as f64));
     }
-    let mut mismatches = compare("input", &grad_input, &numeric_input, tolerance.relative);
+    let mut mismatches = compare("input", &grad_input, &numeric_input, tolerance);
 
     // Numeric gradient of each parameter.
     for (p, (name, analytic)) in grad_params.iter().enumerate() {
@@ -120,7 +124,7 @@ pub fn check_layer(
             let (plus, minus) = (at(tolerance.step), at(-tolerance.step));
             numeric.push((plus - minus) / (2.0 * tolerance.step as f64));
         }
-        mismatches.extend(compare(name, analytic, &numeric, tolerance.relative));
+        mismatches.extend(compare(name, analytic, &numeric, tolerance));
     }
     mismatches
 }
@@ -158,7 +162,7 @@ pub fn check_network(
             let (plus, minus) = (at(tolerance.step), at(-tolerance.step));
             numeric.push((plus - minus) / (2.0 * tolerance.step as f64));
         }
-        mismatches.extend(compare(name, analytic, &numeric, tolerance.relative));
+        mismatches.extend(compare(name, analytic, &numeric, tolerance));
     }
     mismatches
 }
@@ -172,15 +176,22 @@ fn nudge(params: Vec<Param<'_>>, param: usize, index: usize, delta: f32) {
         .value[index] += delta;
 }
 
-/// The entries of `analytic` and `numeric` that disagree beyond `relative` (see the module docs).
-pub fn compare(tensor: &str, analytic: &[f64], numeric: &[f64], relative: f64) -> Vec<Mismatch> {
+/// The entries of `analytic` and `numeric` that disagree beyond `tolerance` (see the module docs).
+pub fn compare(
+    tensor: &str,
+    analytic: &[f64],
+    numeric: &[f64],
+    tolerance: Tolerance,
+) -> Vec<Mismatch> {
     assert_eq!(analytic.len(), numeric.len(), "compare: lengths differ");
     let scale = analytic.iter().fold(0.0f64, |m, a| m.max(a.abs()));
     analytic
         .iter()
         .zip(numeric)
         .enumerate()
-        .filter(|(_, (a, n))| (*a - *n).abs() > relative * (a.abs() + n.abs() + scale))
+        .filter(|(_, (a, n))| {
+            (*a - *n).abs() > tolerance.relative * (a.abs() + n.abs() + scale) + tolerance.absolute
+        })
         .map(|(index, (&analytic, &numeric))| Mismatch {
             tensor: tensor.to_string(),
             index,

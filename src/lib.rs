@@ -43,6 +43,7 @@
 
 pub mod atomic;
 pub mod data;
+pub mod experiments;
 pub mod gradcheck;
 pub mod init;
 pub mod layers;

@@ -1,19 +1,22 @@
 //! `mnist-nn`: the command line, a thin shell over the `mnist_nn` library.
 
-use std::path::{Path, PathBuf};
+mod cli;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use mnist_nn::data::download::{download_mnist, DownloadEvent, MIRRORS};
-use mnist_nn::data::{load_raw, locate, Mnist, Regime, CLASSES, IMAGE_PIXELS};
+use cli::fetch::{fetch_with_progress, load_mnist, mirrors};
+use cli::fit::{fit, Run};
+use mnist_nn::data::{locate, Regime, CLASSES, IMAGE_PIXELS};
+use mnist_nn::experiments;
 use mnist_nn::init::Init;
 use mnist_nn::network::Network;
 use mnist_nn::seeded_rng;
-use mnist_nn::train::{Batching, Sgd};
+use mnist_nn::train::Batching;
 
 #[derive(Parser)]
 #[command(
@@ -30,8 +33,30 @@ struct Cli {
 enum Command {
     /// Train a multilayer perceptron (ReLU hidden layers, softmax output) and report test accuracy.
     Train(TrainArgs),
+    /// Run one of the seeds' experiments with its exact settings (mlp, bn-mlp, cnn).
+    Experiment(ExperimentArgs),
     /// Download the four MNIST files, verified against their published SHA-256.
     Download(DownloadArgs),
+}
+
+#[derive(Args)]
+struct ExperimentArgs {
+    /// Which experiment.
+    #[arg(value_parser = PossibleValuesParser::new(experiments::names()))]
+    name: String,
+    /// Run this many epochs instead of the experiment's own number.
+    #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+    epochs: Option<usize>,
+    /// Seed of the random generator (initialisation and shuffling).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print a line every this many epochs [default: every epoch with a validation set, else
+    /// about ten lines in all].
+    #[arg(long, value_parser = positive)]
+    log_every: Option<usize>,
 }
 
 #[derive(Args)]
@@ -92,6 +117,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train(args),
+        Command::Experiment(args) => experiment(args),
         Command::Download(args) => download(args),
     };
     match result {
@@ -107,85 +133,61 @@ fn train(args: TrainArgs) -> Result<()> {
     let mut sizes = vec![IMAGE_PIXELS];
     sizes.extend(&args.hidden);
     sizes.push(CLASSES);
-    let batching = args.batch_size.map_or(Batching::Full, Batching::Mini);
-
     let (mnist, dir) = load_mnist(args.data_dir.as_deref(), Regime::Seed003)?;
     let mut rng = seeded_rng(args.seed);
     let mut network = Network::mlp(&sizes, args.init, &mut rng);
-    let mut sgd = Sgd::new(args.lr, batching);
-    let n_train = mnist.train.len();
-
     let architecture: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
-    println!("mnist-nn train");
-    println!(
-        "  network:        {} ({} parameters)",
-        architecture.join("-"),
-        network.parameter_count()
-    );
-    println!("  layers:         {}", network.describe());
-    println!("  initialisation: {}", args.init);
-    let batches = match batching {
-        Batching::Mini(size) if size < n_train => {
-            format!("minibatches of {size}, reshuffled every epoch")
-        }
-        _ => format!("full batch ({n_train} examples per update)"),
+    let run = Run {
+        title: "mnist-nn train".to_string(),
+        settings: vec![
+            ("network", architecture.join("-")),
+            ("initialisation", args.init.to_string()),
+            ("seed", args.seed.to_string()),
+        ],
+        mnist: &mnist,
+        data_dir: &dir,
+        regime: Regime::Seed003,
+        lr: args.lr,
+        batching: args.batch_size.map_or(Batching::Full, Batching::Mini),
+        epochs: args.epochs,
+        log_every: args.log_every.unwrap_or((args.epochs / 10).max(1)),
     };
-    println!(
-        "  training:       {batches}, learning rate {}, {} epochs, seed {}",
-        args.lr, args.epochs, args.seed
-    );
-    println!(
-        "  data:           {} ({} train, {} test, pixels / 255)",
-        dir.display(),
-        n_train,
-        mnist.test.len()
-    );
+    fit(&mut network, &run, &mut rng)
+}
 
-    let log_every = args.log_every.unwrap_or((args.epochs / 10).max(1));
-    let bar = progress_bar(
-        (args.epochs * n_train) as u64,
-        "{elapsed_precise} [{bar:30}] {percent:>3}% eta {eta} {msg}",
-    );
-    let start = Instant::now();
-    for epoch in 1..=args.epochs {
-        let stats = sgd.epoch(&mut network, &mnist.train, &mut rng, |done, _, loss| {
-            bar.set_position(((epoch - 1) * n_train + done) as u64);
-            bar.set_message(format!("epoch {epoch}/{} loss {loss:.4}", args.epochs));
-        });
-        if !stats.loss.is_finite() {
-            bar.abandon();
-            bail!(
-                "training diverged at epoch {epoch}: the loss is {}. Try a smaller learning rate than {}.",
-                stats.loss,
-                args.lr
-            );
-        }
-        if epoch % log_every == 0 || epoch == args.epochs {
-            bar.suspend(|| {
-                println!(
-                    "epoch {epoch:>width$}/{}  loss {:.4}  train accuracy {:.4}  ({:.1} s)",
-                    args.epochs,
-                    stats.loss,
-                    stats.accuracy,
-                    start.elapsed().as_secs_f64(),
-                    width = args.epochs.to_string().len()
-                )
-            });
-        }
-    }
-    bar.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
-    println!(
-        "training time: {seconds:.1} s ({:.3} s per epoch)",
-        seconds / args.epochs as f64
-    );
-    let train_result = network.evaluate(mnist.train.images.view(), &mnist.train.labels);
-    let test_result = network.evaluate(mnist.test.images.view(), &mnist.test.labels);
-    println!("train loss: {:.4}", train_result.loss);
-    println!("train accuracy: {:.4}", train_result.accuracy);
-    println!("test loss: {:.4}", test_result.loss);
-    println!("test accuracy: {:.4}", test_result.accuracy);
-    Ok(())
+fn experiment(args: ExperimentArgs) -> Result<()> {
+    let experiment = experiments::find(&args.name).expect("clap checked the name");
+    let (mnist, dir) = load_mnist(args.data_dir.as_deref(), experiment.regime)?;
+    let mut rng = seeded_rng(args.seed);
+    let mut network = experiment.build(&mut rng);
+    let epochs = args.epochs.unwrap_or(experiment.epochs);
+    let default_log_every = if mnist.validation.is_some() {
+        1
+    } else {
+        (epochs / 10).max(1)
+    };
+    let run = Run {
+        title: format!("mnist-nn experiment {}", experiment.name),
+        settings: vec![
+            ("network", experiment.network.to_string()),
+            (
+                "seed's figure",
+                format!(
+                    "{} after {} epochs",
+                    experiment.seed_figure, experiment.epochs
+                ),
+            ),
+            ("seed", args.seed.to_string()),
+        ],
+        mnist: &mnist,
+        data_dir: &dir,
+        regime: experiment.regime,
+        lr: experiment.lr,
+        batching: experiment.batching,
+        epochs,
+        log_every: args.log_every.unwrap_or(default_log_every),
+    };
+    fit(&mut network, &run, &mut rng)
 }
 
 fn download(args: DownloadArgs) -> Result<()> {
@@ -196,84 +198,4 @@ fn download(args: DownloadArgs) -> Result<()> {
     fetch_with_progress(&dir, &mirrors(args.mirror))?;
     println!("MNIST is in {}", dir.display());
     Ok(())
-}
-
-/// Finds MNIST (downloading it into the cache when it is nowhere and no folder was named), reads
-/// it and prepares it under `regime`. Returns the data and the folder it came from.
-fn load_mnist(data_dir: Option<&Path>, regime: Regime) -> Result<(Mnist, PathBuf)> {
-    let env_dir = std::env::var_os("MNIST_DIR").map(PathBuf::from);
-    let candidates = locate::candidates(data_dir, env_dir.as_deref());
-    let dir = match locate::find(&candidates) {
-        Some(found) => found.dir.clone(),
-        None if data_dir.is_some() => bail!(locate::not_found_message(&candidates, None)),
-        None => {
-            let cache = locate::cache_dir()
-                .with_context(|| locate::not_found_message(&candidates, Some("no cache folder")))?;
-            eprintln!(
-                "MNIST not found locally: downloading it into {}",
-                cache.display()
-            );
-            if let Err(error) = fetch_with_progress(&cache, &mirrors(Vec::new())) {
-                bail!(locate::not_found_message(
-                    &candidates,
-                    Some(&format!("{error:#}"))
-                ));
-            }
-            cache
-        }
-    };
-    let raw = load_raw(&dir).with_context(|| format!("reading MNIST from {}", dir.display()))?;
-    Ok((Mnist::prepare(&raw, regime), dir))
-}
-
-/// The base URLs to download from: those given with `--mirror`, else `$MNIST_NN_MIRROR`, else the
-/// built-in mirrors.
-fn mirrors(given: Vec<String>) -> Vec<String> {
-    if !given.is_empty() {
-        return given;
-    }
-    match std::env::var("MNIST_NN_MIRROR") {
-        Ok(mirror) if !mirror.is_empty() => vec![mirror],
-        _ => MIRRORS.iter().map(|m| m.to_string()).collect(),
-    }
-}
-
-/// Downloads MNIST into `dir`, with a progress bar per file.
-fn fetch_with_progress(dir: &Path, mirrors: &[String]) -> Result<()> {
-    let mut bar: Option<ProgressBar> = None;
-    download_mnist(dir, mirrors, &mut |event| match event {
-        DownloadEvent::AlreadyPresent(file) => println!("{file}: already present and verified"),
-        DownloadEvent::Started { file, url, total } => {
-            let new_bar = progress_bar(
-                total.unwrap_or(0),
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            );
-            new_bar.set_message(file);
-            new_bar.suspend(|| println!("fetching {url}"));
-            bar = Some(new_bar);
-        }
-        DownloadEvent::Received(bytes) => {
-            if let Some(bar) = &bar {
-                bar.inc(bytes);
-            }
-        }
-        DownloadEvent::Saved(file) => {
-            if let Some(bar) = bar.take() {
-                bar.finish_and_clear();
-            }
-            println!("{file}: verified and saved");
-        }
-    })
-    .with_context(|| format!("downloading MNIST into {}", dir.display()))
-}
-
-/// A progress bar on standard error (drawn only when that is a terminal).
-fn progress_bar(len: u64, template: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(template)
-            .expect("a valid progress template")
-            .progress_chars("=> "),
-    );
-    bar
 }

@@ -9,9 +9,15 @@
 //! Layers own their output and gradient buffers and hand out views of them, so a training loop
 //! allocates nothing once the first batch has set the buffer sizes.
 
+mod batchnorm;
+mod conv2d;
+mod flatten;
 mod linear;
 mod relu;
 
+pub use batchnorm::BatchNorm1d;
+pub use conv2d::{Conv2d, ConvShape};
+pub use flatten::Flatten;
 pub use linear::Linear;
 pub use relu::ReLU;
 

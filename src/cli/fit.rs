@@ -1,0 +1,146 @@
+//! The training loop as the command line shows it: configuration, progress bar, a line per
+//! report, and the final evaluation.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use mnist_nn::data::{Mnist, Regime};
+use mnist_nn::network::Network;
+use mnist_nn::train::{Batching, Sgd};
+use mnist_nn::SeededRng;
+
+/// Everything a training run needs besides the network.
+pub struct Run<'a> {
+    /// Printed first: `mnist-nn train`, `mnist-nn experiment mlp`, ...
+    pub title: String,
+    /// Lines of configuration (label, value) printed under the title.
+    pub settings: Vec<(&'static str, String)>,
+    pub mnist: &'a Mnist,
+    pub data_dir: &'a Path,
+    pub regime: Regime,
+    pub lr: f32,
+    pub batching: Batching,
+    pub epochs: usize,
+    /// A report line every this many epochs.
+    pub log_every: usize,
+}
+
+/// Trains `network` as `run` says, printing as it goes; ends with the test accuracy line.
+pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> {
+    let mnist = run.mnist;
+    let n_train = mnist.train.len();
+    print_configuration(network, run);
+
+    let mut sgd = Sgd::new(run.lr, run.batching);
+    let bar = progress_bar(
+        (run.epochs * n_train) as u64,
+        "{elapsed_precise} [{bar:30}] {percent:>3}% eta {eta} {msg}",
+    );
+    let width = run.epochs.to_string().len();
+    let start = Instant::now();
+    for epoch in 1..=run.epochs {
+        let epoch_start = Instant::now();
+        let stats = sgd.epoch(network, &mnist.train, rng, |done, _, loss| {
+            bar.set_position(((epoch - 1) * n_train + done) as u64);
+            bar.set_message(format!("epoch {epoch}/{} loss {loss:.4}", run.epochs));
+        });
+        if !stats.loss.is_finite() {
+            bar.abandon();
+            bail!(
+                "training diverged at epoch {epoch}: the loss is {}. Try a smaller learning rate than {}.",
+                stats.loss,
+                run.lr
+            );
+        }
+        if epoch % run.log_every == 0 || epoch == run.epochs {
+            let mut line = format!(
+                "epoch {epoch:>width$}/{}  train loss {:.4}  train accuracy {:.4}",
+                run.epochs, stats.loss, stats.accuracy
+            );
+            if let Some(validation) = &mnist.validation {
+                let result = network.evaluate(validation.images.view(), &validation.labels);
+                line += &format!(
+                    "  val loss {:.4}  val accuracy {:.4}",
+                    result.loss, result.accuracy
+                );
+            }
+            line += &format!(
+                "  ({:.2} s, {:.1} s in all)",
+                epoch_start.elapsed().as_secs_f64(),
+                start.elapsed().as_secs_f64()
+            );
+            bar.suspend(|| println!("{line}"));
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "training time: {seconds:.1} s ({:.3} s per epoch)",
+        seconds / run.epochs as f64
+    );
+    let train = network.evaluate(mnist.train.images.view(), &mnist.train.labels);
+    println!("train loss: {:.4}", train.loss);
+    println!("train accuracy: {:.4}", train.accuracy);
+    let test = network.evaluate(mnist.test.images.view(), &mnist.test.labels);
+    println!("test loss: {:.4}", test.loss);
+    println!("test accuracy: {:.4}", test.accuracy);
+    Ok(())
+}
+
+fn print_configuration(network: &mut Network, run: &Run) {
+    let mnist = run.mnist;
+    let n_train = mnist.train.len();
+    println!("{}", run.title);
+    let mut lines = run.settings.clone();
+    lines.push(("layers", network.describe()));
+    lines.push(("parameters", network.parameter_count().to_string()));
+    let batches = match run.batching {
+        Batching::Mini(size) if size < n_train => {
+            format!("minibatches of {size}, reshuffled every epoch")
+        }
+        _ => format!("full batch ({n_train} examples per update)"),
+    };
+    lines.push((
+        "training",
+        format!(
+            "SGD, {batches}, learning rate {}, {} epochs",
+            run.lr, run.epochs
+        ),
+    ));
+    let (split, scaling) = match run.regime {
+        Regime::Seed000 => (
+            format!(
+                "{} train, {} validation, {} test",
+                n_train,
+                mnist.validation.as_ref().map_or(0, |v| v.len()),
+                mnist.test.len()
+            ),
+            "standardised with the training set's mean and std",
+        ),
+        Regime::Seed003 => (
+            format!("{} train, {} test", n_train, mnist.test.len()),
+            "pixels / 255",
+        ),
+    };
+    lines.push((
+        "data",
+        format!("{} ({split}, {scaling})", run.data_dir.display()),
+    ));
+    for (label, value) in lines {
+        println!("  {:<15} {value}", format!("{label}:"));
+    }
+}
+
+/// A progress bar on standard error (drawn only when that is a terminal).
+pub fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("a valid progress template")
+            .progress_chars("=> "),
+    );
+    bar
+}

@@ -1,0 +1,4 @@
+//! The pieces of the command line that are not argument parsing.
+
+pub mod fetch;
+pub mod fit;

@@ -1,0 +1,121 @@
+//! The experiments of the two seed projects, each with its exact network, data and schedule.
+
+use crate::data::{Regime, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::init::Init;
+use crate::layers::{BatchNorm1d, Conv2d, ConvShape, Flatten, Layer, Linear, ReLU};
+use crate::network::Network;
+use crate::train::Batching;
+use crate::SeededRng;
+
+/// One named experiment.
+pub struct Experiment {
+    /// The name on the command line (`mnist-nn experiment NAME`).
+    pub name: &'static str,
+    /// The network in one line.
+    pub network: &'static str,
+    /// How the data is split and scaled.
+    pub regime: Regime,
+    /// Full batch or minibatches.
+    pub batching: Batching,
+    /// Learning rate of SGD.
+    pub lr: f32,
+    /// Epochs of the full run.
+    pub epochs: usize,
+    /// What the seed project reports for the full run.
+    pub seed_figure: &'static str,
+    build: fn(&mut SeededRng) -> Network,
+}
+
+impl Experiment {
+    /// A freshly initialised network for this experiment.
+    pub fn build(&self, rng: &mut SeededRng) -> Network {
+        (self.build)(rng)
+    }
+}
+
+/// Every experiment, in the order of SPEC.md's table.
+pub const EXPERIMENTS: [Experiment; 3] = [
+    Experiment {
+        name: "mlp",
+        network: "784-256-ReLU-128-ReLU-10, he init",
+        regime: Regime::Seed000,
+        batching: Batching::Mini(128),
+        lr: 1e-3,
+        epochs: 250,
+        seed_figure: "test accuracy ~0.97",
+        build: mlp,
+    },
+    Experiment {
+        name: "bn-mlp",
+        network: "784-256-ReLU-BN-128-ReLU-BN-10, he init",
+        regime: Regime::Seed000,
+        batching: Batching::Mini(128),
+        lr: 1e-3,
+        epochs: 250,
+        seed_figure: "test accuracy ~0.971",
+        build: bn_mlp,
+    },
+    Experiment {
+        name: "cnn",
+        network: "Conv2d(1->8, 3x3, dilation 2, padding 2)-ReLU-Flatten-6272-128-ReLU-10, he init",
+        regime: Regime::Seed000,
+        batching: Batching::Mini(128),
+        lr: 1e-3,
+        epochs: 250,
+        seed_figure: "test accuracy ~0.97",
+        build: cnn,
+    },
+];
+
+/// The experiment called `name`.
+pub fn find(name: &str) -> Option<&'static Experiment> {
+    EXPERIMENTS.iter().find(|e| e.name == name)
+}
+
+/// The experiments' names, for messages.
+pub fn names() -> Vec<&'static str> {
+    EXPERIMENTS.iter().map(|e| e.name).collect()
+}
+
+/// Seed 000's vanilla MLP: 784-256-ReLU-128-ReLU-10.
+fn mlp(rng: &mut SeededRng) -> Network {
+    Network::mlp(&[IMAGE_PIXELS, 256, 128, 10], Init::He, rng)
+}
+
+/// Seed 000's MLP with batch normalisation on the data entering and leaving the 128-unit layer.
+fn bn_mlp(rng: &mut SeededRng) -> Network {
+    let layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Linear::new(IMAGE_PIXELS, 256, Init::He, rng)),
+        Box::new(ReLU::new()),
+        Box::new(BatchNorm1d::new(256)),
+        Box::new(Linear::new(256, 128, Init::He, rng)),
+        Box::new(ReLU::new()),
+        Box::new(BatchNorm1d::new(128)),
+        Box::new(Linear::new(128, 10, Init::He, rng)),
+    ];
+    Network::new(layers)
+}
+
+/// Seed 000's CNN: a dilated 3x3 convolution to 8 channels, then a 128-unit hidden layer.
+fn cnn(rng: &mut SeededRng) -> Network {
+    let shape = ConvShape {
+        in_channels: 1,
+        out_channels: 8,
+        height: IMAGE_SIDE,
+        width: IMAGE_SIDE,
+        kernel: 3,
+        stride: 1,
+        padding: 2,
+        dilation: 2,
+    };
+    let features = shape.output_len();
+    let layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Conv2d::new(shape, Init::He, rng)),
+        Box::new(ReLU::new()),
+        Box::new(Flatten::new(features)),
+        Box::new(Linear::new(features, 128, Init::He, rng)),
+        Box::new(ReLU::new()),
+        Box::new(Linear::new(128, 10, Init::He, rng)),
+    ];
+    Network::new(layers)
+}

@@ -1,0 +1,364 @@
+//! Two-dimensional convolution with stride, zero padding and dilation, lowered onto matrix products.
+//!
+//! Images travel between layers as rows: row `i` of the input holds image `i`'s channels one after
+//! the other, each `height x width` pixels row by row (`C·H·W` values). The output row is laid out
+//! the same way with `out_channels` channels of `out_h x out_w` pixels.
+//!
+//! Forward. Output pixel `(o, y, x)` of an image is a weighted sum over a `k x k` patch of every
+//! input channel, whose taps are `dilation` apart, starting `padding` pixels above and to the left:
+//!
+//! ```text
+//! Y[o, y, x] = b[o] + Σ_{c, ky, kx} W[(c, ky, kx), o] · X[c, y·stride - padding + ky·dilation,
+//!                                                          x·stride - padding + kx·dilation]
+//! out_h = (height + 2·padding - dilation·(k - 1) - 1) / stride + 1      (likewise out_w)
+//! ```
+//!
+//! (pixels outside the image count as zero). Gather the patches of the batch into a matrix `P`
+//! with one row per tap and one column per output pixel (im2col); then the whole layer is one
+//! matrix product, a [`Linear`](super::Linear) layer applied to every patch:
+//!
+//! ```text
+//! W: (out_channels, c·k·k)    P: (c·k·k, n·out_h·out_w)    Z = W·P + b: (out_channels, n·out_h·out_w)
+//! ```
+//!
+//! and row `i` of `Y` is image `i`'s block of columns of `Z`, channel after channel.
+//!
+//! Backward, as for a linear layer, with `dZ` the output gradient in `Z`'s layout:
+//!
+//! ```text
+//! dW = dZ·Pᵀ        db = Σ_columns dZ        dP = Wᵀ·dZ
+//! ```
+//!
+//! and `dX` adds every entry of `dP` back onto the input pixel it was copied from (col2im): a pixel
+//! that appeared in several patches collects the gradient of each.
+
+use ndarray::{linalg::general_mat_mul, s, Array1, Array2, ArrayView2, Zip};
+use rand::Rng;
+
+use super::{check_features, ensure_shape, Layer, Param};
+use crate::init::Init;
+
+/// The shape of a convolution: channels, image size, kernel, stride, padding, dilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels (filters).
+    pub out_channels: usize,
+    /// Input image height.
+    pub height: usize,
+    /// Input image width.
+    pub width: usize,
+    /// The kernel is `kernel x kernel` taps.
+    pub kernel: usize,
+    /// Step between neighbouring output pixels, in input pixels.
+    pub stride: usize,
+    /// Zero pixels added on every side.
+    pub padding: usize,
+    /// Step between neighbouring taps (1 = an ordinary dense kernel).
+    pub dilation: usize,
+}
+
+impl ConvShape {
+    /// Output height: `(height + 2·padding - dilation·(kernel - 1) - 1) / stride + 1`.
+    pub fn out_height(&self) -> usize {
+        Self::out_size(self.height, self)
+    }
+
+    /// Output width.
+    pub fn out_width(&self) -> usize {
+        Self::out_size(self.width, self)
+    }
+
+    fn out_size(size: usize, s: &ConvShape) -> usize {
+        (size + 2 * s.padding - s.dilation * (s.kernel - 1) - 1) / s.stride + 1
+    }
+
+    /// Values per input row: `in_channels · height · width`.
+    pub fn input_len(&self) -> usize {
+        self.in_channels * self.height * self.width
+    }
+
+    /// Values per output row: `out_channels · out_height · out_width`.
+    pub fn output_len(&self) -> usize {
+        self.out_channels * self.out_height() * self.out_width()
+    }
+
+    /// Taps per output value: `in_channels · kernel · kernel`.
+    pub fn taps(&self) -> usize {
+        self.in_channels * self.kernel * self.kernel
+    }
+
+    /// For output coordinate `out` (a row or a column) and kernel offset `k`, the input coordinate
+    /// `out·stride - padding + k·dilation`, or `None` where it falls on the zero padding.
+    pub fn source(&self, out: usize, k: usize, size: usize) -> Option<usize> {
+        (out * self.stride + k * self.dilation)
+            .checked_sub(self.padding)
+            .filter(|&i| i < size)
+    }
+
+    fn validate(&self) {
+        assert!(
+            self.in_channels > 0
+                && self.out_channels > 0
+                && self.kernel > 0
+                && self.stride > 0
+                && self.dilation > 0,
+            "Conv2d: channels, kernel, stride and dilation must be positive: {self:?}"
+        );
+        assert!(
+            self.height + 2 * self.padding > self.dilation * (self.kernel - 1)
+                && self.width + 2 * self.padding > self.dilation * (self.kernel - 1),
+            "Conv2d: the dilated kernel is larger than the padded image: {self:?}"
+        );
+    }
+}
+
+/// A 2-D convolution layer; see the module documentation for the maths.
+pub struct Conv2d {
+    /// The geometry.
+    pub shape: ConvShape,
+    /// `W`, `(out_channels, in_channels·k·k)`: row `o` is filter `o`, taps in `(c, ky, kx)` order.
+    pub weight: Array2<f32>,
+    /// `b`, `(out_channels)`
+    pub bias: Array1<f32>,
+    /// `dL/dW`, same shape as `weight`.
+    pub grad_weight: Array2<f32>,
+    /// `dL/db`, `(out_channels)`
+    pub grad_bias: Array1<f32>,
+    input_grad_needed: bool,
+    /// `P`, the patches of the last batch, `(taps, n·out_h·out_w)`
+    patches: Array2<f32>,
+    /// `Z` (forward) and then `dZ` (backward), `(out_channels, n·out_h·out_w)`
+    pixels: Array2<f32>,
+    /// `dP`, `(taps, n·out_h·out_w)`
+    grad_patches: Array2<f32>,
+    /// `Y`, `(n, out_channels·out_h·out_w)`
+    output: Array2<f32>,
+    /// `dX`, `(n, in_channels·height·width)`
+    grad_input: Array2<f32>,
+}
+
+impl Conv2d {
+    /// A convolution of the given shape, weights drawn by `init` with `fan_in = in_channels·k·k`.
+    pub fn new(shape: ConvShape, init: Init, rng: &mut impl Rng) -> Self {
+        shape.validate();
+        let weight = init
+            .weights(shape.taps(), shape.out_channels, rng)
+            .reversed_axes();
+        let bias = init.bias(shape.out_channels, rng);
+        Self::from_params(shape, weight.as_standard_layout().into_owned(), bias)
+    }
+
+    /// A convolution with the given weight `(out_channels, in_channels·k·k)` and bias `(out_channels)`.
+    pub fn from_params(shape: ConvShape, weight: Array2<f32>, bias: Array1<f32>) -> Self {
+        shape.validate();
+        assert_eq!(
+            weight.dim(),
+            (shape.out_channels, shape.taps()),
+            "Conv2d: weight must be (out_channels, in_channels·k·k)"
+        );
+        assert_eq!(
+            bias.len(),
+            shape.out_channels,
+            "Conv2d: bias must have out_channels entries"
+        );
+        Conv2d {
+            grad_weight: Array2::zeros(weight.dim()),
+            grad_bias: Array1::zeros(bias.len()),
+            shape,
+            weight,
+            bias,
+            input_grad_needed: true,
+            patches: Array2::zeros((0, 0)),
+            pixels: Array2::zeros((0, 0)),
+            grad_patches: Array2::zeros((0, 0)),
+            output: Array2::zeros((0, 0)),
+            grad_input: Array2::zeros((0, 0)),
+        }
+    }
+
+    /// Calls `visit(tap, column, source, len)` for every run of taps of one image that fall inside
+    /// it: output pixels `column..column + len` (counted row by row) of tap `(c, ky, kx)` read the
+    /// input values `source, source + stride, ...` of the image's row.
+    fn for_each_tap_run(&self, mut visit: impl FnMut(usize, usize, usize, usize)) {
+        let s = self.shape;
+        let (out_h, out_w) = (s.out_height(), s.out_width());
+        let mut tap = 0;
+        for c in 0..s.in_channels {
+            for ky in 0..s.kernel {
+                for kx in 0..s.kernel {
+                    // The output columns whose tap kx lands inside the image: x0..x1.
+                    let x0 = (0..out_w).find(|&x| s.source(x, kx, s.width).is_some());
+                    let x1 = (0..out_w)
+                        .rev()
+                        .find(|&x| s.source(x, kx, s.width).is_some());
+                    if let (Some(x0), Some(x1)) = (x0, x1) {
+                        let ix0 = s.source(x0, kx, s.width).expect("inside");
+                        for y in 0..out_h {
+                            if let Some(iy) = s.source(y, ky, s.height) {
+                                let source = (c * s.height + iy) * s.width + ix0;
+                                visit(tap, y * out_w + x0, source, x1 + 1 - x0);
+                            }
+                        }
+                    }
+                    tap += 1;
+                }
+            }
+        }
+    }
+
+    /// im2col: copies every patch of `input` `(n, C·H·W)` into the columns of `self.patches`.
+    fn gather_patches(&mut self, input: ArrayView2<f32>) {
+        let per_image = self.shape.out_height() * self.shape.out_width();
+        let width = input.nrows() * per_image;
+        let mut patches = std::mem::take(&mut self.patches);
+        ensure_shape(&mut patches, self.shape.taps(), width);
+        patches.fill(0.0); // the padding
+        let p = patches.as_slice_mut().expect("standard layout");
+        let stride = self.shape.stride;
+        for (i, image) in input.rows().into_iter().enumerate() {
+            let image = image.to_slice().expect("contiguous rows");
+            self.for_each_tap_run(|tap, column, source, len| {
+                let start = tap * width + i * per_image + column;
+                let from = image[source..].iter().step_by(stride);
+                for (to, &value) in p[start..start + len].iter_mut().zip(from) {
+                    *to = value;
+                }
+            });
+        }
+        self.patches = patches;
+    }
+
+    /// col2im: adds every entry of `self.grad_patches` onto the input value it was copied from.
+    fn scatter_patch_gradients(&mut self, n: usize) {
+        let per_image = self.shape.out_height() * self.shape.out_width();
+        let width = n * per_image;
+        let mut grad_input = std::mem::take(&mut self.grad_input);
+        ensure_shape(&mut grad_input, n, self.shape.input_len());
+        grad_input.fill(0.0);
+        let dp = self.grad_patches.as_slice().expect("standard layout");
+        let stride = self.shape.stride;
+        for (i, mut image) in grad_input.rows_mut().into_iter().enumerate() {
+            let image = image.as_slice_mut().expect("contiguous rows");
+            self.for_each_tap_run(|tap, column, source, len| {
+                let start = tap * width + i * per_image + column;
+                let to = image[source..].iter_mut().step_by(stride);
+                for (to, &g) in to.zip(&dp[start..start + len]) {
+                    *to += g;
+                }
+            });
+        }
+        self.grad_input = grad_input;
+    }
+}
+
+impl Layer for Conv2d {
+    fn forward(&mut self, input: ArrayView2<f32>, _train: bool) -> ArrayView2<'_, f32> {
+        check_features("Conv2d", self.shape.input_len(), input);
+        let per_image = self.shape.out_height() * self.shape.out_width();
+        self.gather_patches(input);
+        // Z = W·P + b: (out_channels, n·out_h·out_w)
+        ensure_shape(
+            &mut self.pixels,
+            self.shape.out_channels,
+            self.patches.ncols(),
+        );
+        for (mut row, &b) in self.pixels.rows_mut().into_iter().zip(&self.bias) {
+            row.fill(b);
+        }
+        general_mat_mul(1.0, &self.weight, &self.patches, 1.0, &mut self.pixels);
+        // Y[i, o·HW + p] = Z[o, i·HW + p]: each image's columns, channel after channel.
+        ensure_shape(&mut self.output, input.nrows(), self.shape.output_len());
+        for (i, mut y) in self.output.rows_mut().into_iter().enumerate() {
+            for (o, z) in self.pixels.rows().into_iter().enumerate() {
+                y.slice_mut(s![o * per_image..(o + 1) * per_image])
+                    .assign(&z.slice(s![i * per_image..(i + 1) * per_image]));
+            }
+        }
+        self.output.view()
+    }
+
+    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32> {
+        let n = grad_output.nrows();
+        let per_image = self.shape.out_height() * self.shape.out_width();
+        assert_eq!(
+            (n * per_image, grad_output.ncols()),
+            (self.patches.ncols(), self.shape.output_len()),
+            "Conv2d: gradient shape does not match the last training forward pass"
+        );
+        // dZ[o, i·HW + p] = dY[i, o·HW + p]
+        for (i, dy) in grad_output.rows().into_iter().enumerate() {
+            for (o, mut dz) in self.pixels.rows_mut().into_iter().enumerate() {
+                dz.slice_mut(s![i * per_image..(i + 1) * per_image])
+                    .assign(&dy.slice(s![o * per_image..(o + 1) * per_image]));
+            }
+        }
+        // dW = dZ·Pᵀ, db = Σ_columns dZ
+        general_mat_mul(
+            1.0,
+            &self.pixels,
+            &self.patches.t(),
+            0.0,
+            &mut self.grad_weight,
+        );
+        Zip::from(&mut self.grad_bias)
+            .and(self.pixels.rows())
+            .for_each(|g, dz| *g = dz.sum());
+        if !self.input_grad_needed {
+            ensure_shape(&mut self.grad_input, 0, self.shape.input_len());
+            return self.grad_input.view();
+        }
+        // dP = Wᵀ·dZ, then dX by col2im.
+        ensure_shape(
+            &mut self.grad_patches,
+            self.shape.taps(),
+            self.patches.ncols(),
+        );
+        general_mat_mul(
+            1.0,
+            &self.weight.t(),
+            &self.pixels,
+            0.0,
+            &mut self.grad_patches,
+        );
+        self.scatter_patch_gradients(n);
+        self.grad_input.view()
+    }
+
+    fn params(&mut self) -> Vec<Param<'_>> {
+        vec![
+            Param {
+                name: "weight",
+                value: self.weight.as_slice_mut().expect("standard layout"),
+                grad: self.grad_weight.as_slice().expect("standard layout"),
+            },
+            Param {
+                name: "bias",
+                value: self.bias.as_slice_mut().expect("standard layout"),
+                grad: self.grad_bias.as_slice().expect("standard layout"),
+            },
+        ]
+    }
+
+    fn set_input_grad_needed(&mut self, needed: bool) {
+        self.input_grad_needed = needed;
+    }
+
+    fn describe(&self) -> String {
+        let s = self.shape;
+        format!(
+            "Conv2d({} -> {}, {k}x{k}, stride {}, padding {}, dilation {}; {}x{} -> {}x{})",
+            s.in_channels,
+            s.out_channels,
+            s.stride,
+            s.padding,
+            s.dilation,
+            s.height,
+            s.width,
+            s.out_height(),
+            s.out_width(),
+            k = s.kernel
+        )
+    }
+}

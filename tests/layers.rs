@@ -1,0 +1,160 @@
+//! Layers' forward passes against direct definitions.
+
+use mnist_nn::init::Init;
+use mnist_nn::layers::{BatchNorm1d, Conv2d, ConvShape, Layer};
+use mnist_nn::seeded_rng;
+use ndarray::{Array1, Array2};
+use rand::Rng;
+use rand_distr::StandardNormal;
+
+fn random_matrix(rows: usize, cols: usize, rng: &mut impl Rng) -> Array2<f32> {
+    Array2::from_shape_simple_fn((rows, cols), || rng.sample(StandardNormal))
+}
+
+/// The convolution of the definition, with nested loops over every output value and tap.
+fn direct_convolution(
+    s: &ConvShape,
+    weight: &Array2<f32>,
+    bias: &Array1<f32>,
+    x: &Array2<f32>,
+) -> Array2<f32> {
+    let (out_h, out_w) = (s.out_height(), s.out_width());
+    let mut y = Array2::zeros((x.nrows(), s.output_len()));
+    for i in 0..x.nrows() {
+        for o in 0..s.out_channels {
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let mut sum = bias[o] as f64;
+                    for c in 0..s.in_channels {
+                        for ky in 0..s.kernel {
+                            for kx in 0..s.kernel {
+                                let iy =
+                                    (oy * s.stride + ky * s.dilation) as isize - s.padding as isize;
+                                let ix =
+                                    (ox * s.stride + kx * s.dilation) as isize - s.padding as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= s.height as isize
+                                    || ix >= s.width as isize
+                                {
+                                    continue;
+                                }
+                                let w = weight[[o, (c * s.kernel + ky) * s.kernel + kx]];
+                                let v =
+                                    x[[i, (c * s.height + iy as usize) * s.width + ix as usize]];
+                                sum += w as f64 * v as f64;
+                            }
+                        }
+                    }
+                    y[[i, (o * out_h + oy) * out_w + ox]] = sum as f32;
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn conv2d_forward_matches_the_direct_definition() {
+    let mut rng = seeded_rng(30);
+    // (in, out, height, width, kernel, stride, padding, dilation)
+    let cases = [
+        (1, 8, 28, 28, 3, 1, 2, 2), // the cnn experiment's layer
+        (3, 4, 9, 7, 3, 1, 1, 1),
+        (2, 3, 10, 10, 3, 2, 0, 1),
+        (1, 2, 11, 9, 5, 3, 4, 2),
+        (2, 2, 6, 6, 1, 1, 0, 1),
+    ];
+    for (c_in, c_out, height, width, kernel, stride, padding, dilation) in cases {
+        let shape = ConvShape {
+            in_channels: c_in,
+            out_channels: c_out,
+            height,
+            width,
+            kernel,
+            stride,
+            padding,
+            dilation,
+        };
+        let mut conv = Conv2d::new(shape, Init::Samson, &mut rng);
+        let x = random_matrix(3, shape.input_len(), &mut rng);
+        let expected = direct_convolution(&shape, &conv.weight, &conv.bias, &x);
+        let got = conv.forward(x.view(), true).to_owned();
+        assert_eq!(got.dim(), expected.dim());
+        let worst = (&got - &expected).iter().fold(0f32, |m, d| m.max(d.abs()));
+        assert!(worst < 1e-4, "{shape:?}: differs by {worst}");
+    }
+}
+
+#[test]
+fn conv2d_output_size_follows_the_formula() {
+    let shape = ConvShape {
+        in_channels: 1,
+        out_channels: 8,
+        height: 28,
+        width: 28,
+        kernel: 3,
+        stride: 1,
+        padding: 2,
+        dilation: 2,
+    };
+    assert_eq!((shape.out_height(), shape.out_width()), (28, 28));
+    assert_eq!(shape.output_len(), 6272);
+    let strided = ConvShape {
+        stride: 2,
+        padding: 0,
+        dilation: 1,
+        ..shape
+    };
+    assert_eq!(strided.out_height(), 13);
+}
+
+#[test]
+fn batchnorm_normalises_while_training_and_uses_running_estimates_for_inference() {
+    let mut rng = seeded_rng(31);
+    let mut bn = BatchNorm1d::new(4);
+    // Features with means 3 and standard deviations 2.
+    let batches: Vec<Array2<f32>> = (0..50)
+        .map(|_| random_matrix(64, 4, &mut rng) * 2.0 + 3.0)
+        .collect();
+    let y = bn.forward(batches[0].view(), true).to_owned();
+    for column in y.columns() {
+        assert!(
+            column.mean().unwrap().abs() < 1e-5,
+            "training output not centred"
+        );
+        assert!(
+            (column.var(0.0) - 1.0).abs() < 1e-3,
+            "training output not unit variance"
+        );
+    }
+    for batch in &batches[1..] {
+        bn.forward(batch.view(), true);
+    }
+    // running = 0.9 running + 0.1 batch: after 50 batches the estimates are near 3 and 4.
+    for (&m, &v) in bn.running_mean.iter().zip(&bn.running_var) {
+        assert!(
+            (m - 3.0).abs() < 0.3 && (v - 4.0).abs() < 0.8,
+            "running mean {m}, var {v}"
+        );
+    }
+    // Inference uses the running estimates: one row alone gives the same output as within a batch.
+    let x = random_matrix(5, 4, &mut rng);
+    let all = bn.forward(x.view(), false).to_owned();
+    let one = bn.forward(x.slice(ndarray::s![2..3, ..]), false).to_owned();
+    assert_eq!(all.row(2), one.row(0));
+    let expected = (x[[2, 1]] - bn.running_mean[1]) / (bn.running_var[1] + 1e-5).sqrt()
+        * bn.gamma[1]
+        + bn.beta[1];
+    assert!((all[[2, 1]] - expected).abs() < 1e-5);
+}
+
+#[test]
+fn batchnorm_running_estimates_follow_momentum_0_9() {
+    let mut bn = BatchNorm1d::new(1);
+    let batch = Array2::from_shape_vec((2, 1), vec![1.0f32, 3.0]).unwrap(); // mean 2, variance 1
+    bn.forward(batch.view(), true);
+    assert!((bn.running_mean[0] - 0.2).abs() < 1e-6);
+    assert!((bn.running_var[0] - 1.0).abs() < 1e-6); // 0.9 · 1 + 0.1 · 1
+    assert!((bn.gamma[0], bn.beta[0]) == (1.0, 0.0));
+}
