@@ -6,13 +6,16 @@
 //!
 //! The pieces:
 //! - [`layers`]: the [`Layer`](layers::Layer) trait and the layers ([`Linear`](layers::Linear),
-//!   [`ReLU`](layers::ReLU));
+//!   [`ReLU`](layers::ReLU), [`BatchNorm1d`](layers::BatchNorm1d), [`Conv2d`](layers::Conv2d),
+//!   [`Flatten`](layers::Flatten));
 //! - [`loss`]: numerically stable softmax cross-entropy;
 //! - [`network`]: a sequential [`Network`](network::Network) with training steps and evaluation;
 //! - [`train`]: stochastic gradient descent, minibatch or full batch;
 //! - [`init`]: the weight initialisations (`he`, `xavier`, `gaussian`, `samson`);
 //! - [`data`]: reading, finding, downloading and preparing MNIST;
-//! - [`gradcheck`]: finite-difference checks of backward passes.
+//! - [`gradcheck`]: finite-difference checks of backward passes;
+//! - [`experiments`]: the seeds' experiments with their exact settings;
+//! - [`draw`]: digits in the terminal and as PNG.
 //!
 //! # Example
 //!
@@ -43,6 +46,7 @@
 
 pub mod atomic;
 pub mod data;
+pub mod draw;
 pub mod experiments;
 pub mod gradcheck;
 pub mod init;

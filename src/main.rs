@@ -5,18 +5,19 @@ mod cli;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 
-use cli::fetch::{fetch_with_progress, load_mnist, mirrors};
+use cli::fetch::{fetch_with_progress, load_mnist, load_raw_mnist, mirrors};
 use cli::fit::{fit, Run};
+use mnist_nn::atomic::write_atomically;
 use mnist_nn::data::{locate, Regime, CLASSES, IMAGE_PIXELS};
-use mnist_nn::experiments;
 use mnist_nn::init::Init;
 use mnist_nn::network::Network;
 use mnist_nn::seeded_rng;
 use mnist_nn::train::Batching;
+use mnist_nn::{draw, experiments};
 
 #[derive(Parser)]
 #[command(
@@ -33,10 +34,28 @@ struct Cli {
 enum Command {
     /// Train a multilayer perceptron (ReLU hidden layers, softmax output) and report test accuracy.
     Train(TrainArgs),
-    /// Run one of the seeds' experiments with its exact settings (mlp, bn-mlp, cnn).
+    /// Run one of the seeds' experiments with its exact settings.
     Experiment(ExperimentArgs),
+    /// Show MNIST digits and their labels in the terminal, and optionally as a PNG.
+    Show(ShowArgs),
     /// Download the four MNIST files, verified against their published SHA-256.
     Download(DownloadArgs),
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// Which images (0-based positions in the split).
+    #[arg(required = true, num_args = 1..)]
+    indices: Vec<usize>,
+    /// The training (60,000) or test (10,000) images.
+    #[arg(long, value_parser = ["train", "test"], default_value = "train")]
+    split: String,
+    /// Also write the digits, enlarged and captioned with their labels, to this PNG file.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -57,6 +76,9 @@ struct ExperimentArgs {
     /// about ten lines in all].
     #[arg(long, value_parser = positive)]
     log_every: Option<usize>,
+    /// Also print the test accuracy every this many epochs [default: the experiment's own, if any].
+    #[arg(long, value_parser = positive)]
+    test_every: Option<usize>,
 }
 
 #[derive(Args)]
@@ -85,6 +107,9 @@ struct TrainArgs {
     /// Print a line every this many epochs [default: about ten lines in all].
     #[arg(long, value_parser = positive)]
     log_every: Option<usize>,
+    /// Also print the test accuracy every this many epochs.
+    #[arg(long, value_parser = positive)]
+    test_every: Option<usize>,
 }
 
 #[derive(Args)]
@@ -118,6 +143,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train(args),
         Command::Experiment(args) => experiment(args),
+        Command::Show(args) => show(args),
         Command::Download(args) => download(args),
     };
     match result {
@@ -151,6 +177,7 @@ fn train(args: TrainArgs) -> Result<()> {
         batching: args.batch_size.map_or(Batching::Full, Batching::Mini),
         epochs: args.epochs,
         log_every: args.log_every.unwrap_or((args.epochs / 10).max(1)),
+        test_every: args.test_every,
     };
     fit(&mut network, &run, &mut rng)
 }
@@ -186,8 +213,45 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
         batching: experiment.batching,
         epochs,
         log_every: args.log_every.unwrap_or(default_log_every),
+        test_every: args.test_every.or(experiment.test_every),
     };
     fit(&mut network, &run, &mut rng)
+}
+
+fn show(args: ShowArgs) -> Result<()> {
+    let (raw, _) = load_raw_mnist(args.data_dir.as_deref())?;
+    let split = if args.split == "test" {
+        &raw.test
+    } else {
+        &raw.train
+    };
+    if let Some(&bad) = args.indices.iter().find(|&&i| i >= split.len()) {
+        bail!(
+            "index {bad} is out of range: the {} split has images 0 to {}",
+            args.split,
+            split.len() - 1
+        );
+    }
+    for &index in &args.indices {
+        println!(
+            "{} image {index}: label {}",
+            args.split, split.labels[index]
+        );
+        for line in draw::terminal(split.image(index)) {
+            println!("  {line}");
+        }
+    }
+    if let Some(path) = &args.png {
+        let digits: Vec<(&[u8], String)> = args
+            .indices
+            .iter()
+            .map(|&i| (split.image(i), split.labels[i].to_string()))
+            .collect();
+        let bytes = draw::png_strip(&digits, 4).context("encoding the PNG")?;
+        write_atomically(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn download(args: DownloadArgs) -> Result<()> {

@@ -480,3 +480,125 @@ fn unknown_experiments_are_refused_with_the_list() {
         "{err}"
     );
 }
+
+#[test]
+fn show_draws_digits_and_writes_a_png() {
+    let dir = mnist_dir();
+    let out_dir = tempfile::tempdir().unwrap();
+    let png = out_dir.path().join("digits.png");
+    let output = run(
+        &[
+            "show",
+            "0",
+            "1",
+            "2",
+            "--split",
+            "test",
+            "--png",
+            png.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    for (index, label) in [(0, 7), (1, 2), (2, 1)] {
+        assert!(
+            out.contains(&format!("test image {index}: label {label}")),
+            "{out}"
+        );
+    }
+    assert!(
+        out.lines().all(|l| l.chars().count() <= 80),
+        "wider than 80 columns"
+    );
+    assert!(out.contains('█'), "no ink drawn");
+    let picture = image::open(&png).unwrap().to_luma8();
+    assert!(
+        picture.width() > 3 * 28 * 4 && picture.height() > 28 * 4,
+        "{:?}",
+        picture.dimensions()
+    );
+    assert_eq!(
+        file_names(out_dir.path()),
+        vec!["digits.png".to_string()],
+        "a temporary file was left"
+    );
+
+    let output = run(
+        &[
+            "show",
+            "10000",
+            "--split",
+            "test",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output)
+        .contains("index 10000 is out of range: the test split has images 0 to 9999"));
+}
+
+#[test]
+fn lecun_experiment_reports_test_accuracy_along_the_way() {
+    let dir = mnist_dir();
+    let output = run(
+        &[
+            "experiment",
+            "lecun-300-100",
+            "--epochs",
+            "4",
+            "--test-every",
+            "2",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("test accuracy after 2 epochs: ")
+            && out.contains("test accuracy after 4 epochs: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("60000 train, 10000 test, pixels / 255"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_one_hidden_layer_example_learns() {
+    // `cargo test` builds the examples next to the test binaries' folder.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples/one_hidden_layer");
+    assert!(
+        example.is_file(),
+        "the example was not built at {}",
+        example.display()
+    );
+    let output = std::process::Command::new(example)
+        .args([
+            "--hidden", "32", "--epochs", "20", "--lr", "0.5", "--init", "he",
+        ])
+        .env("MNIST_DIR", mnist_dir())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        final_test_accuracy(&stdout(&output)) > 0.6,
+        "{}",
+        stdout(&output)
+    );
+}

@@ -158,3 +158,17 @@ fn predictions_agree_with_evaluation() {
         .count();
     assert_eq!(hits as f64 / 300.0, accuracy);
 }
+
+#[test]
+fn a_shared_bias_gradient_moves_every_bias_by_the_sum_of_the_delta() {
+    let mut layer = Linear::new(3, 4, Init::Samson, &mut seeded_rng(9)).with_shared_bias_gradient();
+    layer.forward(Array2::ones((2, 3)).view(), true);
+    let delta = array![[0.1f32, -0.2, 0.3, 0.4], [0.5, 0.0, -0.1, 0.2]];
+    layer.backward(delta.view());
+    let total = delta.sum();
+    assert!(
+        layer.grad_bias.iter().all(|&g| (g - total).abs() < 1e-6),
+        "{:?}",
+        layer.grad_bias
+    );
+}

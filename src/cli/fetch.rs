@@ -5,13 +5,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use mnist_nn::data::download::{download_mnist, DownloadEvent, MIRRORS};
-use mnist_nn::data::{load_raw, locate, Mnist, Regime};
+use mnist_nn::data::{load_raw, locate, Mnist, RawMnist, Regime};
 
 use super::fit::progress_bar;
 
-/// Finds MNIST (downloading it into the cache when it is nowhere and no folder was named), reads
-/// it and prepares it under `regime`. Returns the data and the folder it came from.
+/// Finds and reads MNIST, then prepares it under `regime`. Returns the data and its folder.
 pub fn load_mnist(data_dir: Option<&Path>, regime: Regime) -> Result<(Mnist, PathBuf)> {
+    let (raw, dir) = load_raw_mnist(data_dir)?;
+    Ok((Mnist::prepare(&raw, regime), dir))
+}
+
+/// Finds MNIST (downloading it into the cache when it is nowhere and no folder was named) and
+/// reads it as stored. Returns the data and the folder it came from.
+pub fn load_raw_mnist(data_dir: Option<&Path>) -> Result<(RawMnist, PathBuf)> {
     let env_dir = std::env::var_os("MNIST_DIR").map(PathBuf::from);
     let candidates = locate::candidates(data_dir, env_dir.as_deref());
     let dir = match locate::find(&candidates) {
@@ -34,7 +40,7 @@ pub fn load_mnist(data_dir: Option<&Path>, regime: Regime) -> Result<(Mnist, Pat
         }
     };
     let raw = load_raw(&dir).with_context(|| format!("reading MNIST from {}", dir.display()))?;
-    Ok((Mnist::prepare(&raw, regime), dir))
+    Ok((raw, dir))
 }
 
 /// The base URLs to download from: those given with `--mirror`, else `$MNIST_NN_MIRROR`, else the

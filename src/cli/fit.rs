@@ -26,6 +26,8 @@ pub struct Run<'a> {
     pub epochs: usize,
     /// A report line every this many epochs.
     pub log_every: usize,
+    /// Also evaluate on the test set every this many epochs.
+    pub test_every: Option<usize>,
 }
 
 /// Trains `network` as `run` says, printing as it goes; ends with the test accuracy line.
@@ -73,6 +75,16 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
                 start.elapsed().as_secs_f64()
             );
             bar.suspend(|| println!("{line}"));
+        }
+        if run.test_every.is_some_and(|every| epoch % every == 0) {
+            let test = network.evaluate(mnist.test.images.view(), &mnist.test.labels);
+            bar.suspend(|| {
+                println!(
+                    "test accuracy after {epoch} epochs: {:.4} (error {:.2}%)",
+                    test.accuracy,
+                    100.0 * (1.0 - test.accuracy)
+                )
+            });
         }
     }
     bar.finish_and_clear();

@@ -13,6 +13,10 @@
 //! db = Σ_rows dY         (out)       the bias touches every row with weight 1
 //! dX = dY·Wᵀ             (n, in)     each input fed every output through its weight
 //! ```
+//!
+//! Samson Zhang's tutorial network instead moves all of a layer's biases by one scalar,
+//! `Σ_rows Σ_cols dY` (the sum of every entry of the delta); [`Linear::with_shared_bias_gradient`]
+//! reproduces that.
 
 use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
@@ -31,6 +35,7 @@ pub struct Linear {
     /// `dL/db`, `(out)`
     pub grad_bias: Array1<f32>,
     input_grad_needed: bool,
+    shared_bias_gradient: bool,
     /// The last training batch `X`, `(n, in)`: `dW` needs it.
     input: Array2<f32>,
     /// `Y`, `(n, out)`
@@ -60,10 +65,18 @@ impl Linear {
             weight,
             bias,
             input_grad_needed: true,
+            shared_bias_gradient: false,
             input: Array2::zeros((0, 0)),
             output: Array2::zeros((0, 0)),
             grad_input: Array2::zeros((0, 0)),
         }
+    }
+
+    /// The same layer, but every bias entry receives the one scalar gradient `Σ_rows Σ_cols dY`,
+    /// as in Samson Zhang's tutorial (`db = 1/m · np.sum(dZ)`; our `dY` already carries the `1/m`).
+    pub fn with_shared_bias_gradient(mut self) -> Self {
+        self.shared_bias_gradient = true;
+        self
     }
 
     /// Number of input features.
@@ -106,12 +119,16 @@ impl Layer for Linear {
             0.0,
             &mut self.grad_weight,
         );
-        // db = Σ_rows dY
+        // db = Σ_rows dY (or, shared, its sum over the units too)
         self.grad_bias.fill(0.0);
         for row in grad_output.axis_iter(Axis(0)) {
             Zip::from(&mut self.grad_bias)
                 .and(&row)
                 .for_each(|g, &d| *g += d);
+        }
+        if self.shared_bias_gradient {
+            let total = self.grad_bias.sum();
+            self.grad_bias.fill(total);
         }
         // dX = dY·Wᵀ (skipped when nothing below needs it)
         let inputs = self.inputs();
