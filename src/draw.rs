@@ -29,7 +29,7 @@ pub fn terminal(pixels: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Glyphs 3 pixels wide and 5 tall for captions, one `u16` row mask per line (bit 2 = left).
+/// Glyphs 3 pixels wide and 5 tall for captions, one row mask per line (bit 2 = left).
 fn glyph(c: char) -> Option<[u8; 5]> {
     Some(match c {
         '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
@@ -49,57 +49,136 @@ fn glyph(c: char) -> Option<[u8; 5]> {
     })
 }
 
-/// Draws `digits` (each 28x28 pixels with a caption of digits, spaces, `/` or `-`) side by side,
-/// enlarged `scale` times, dark ink on white, each caption centred under its digit. Returns the
-/// PNG file's bytes.
-pub fn png_strip(digits: &[(&[u8], String)], scale: u32) -> Result<Vec<u8>, image::ImageError> {
-    assert!(scale > 0, "png_strip: scale must be positive");
+/// Draws `digits` (each 28x28 pixels with a caption of digits, spaces, `/` or `-`) in a grid of
+/// `columns` columns, enlarged `scale` times, dark ink on white, each caption centred under its
+/// digit. Returns the PNG file's bytes.
+pub fn png_grid(
+    digits: &[(&[u8], String)],
+    columns: usize,
+    scale: u32,
+) -> Result<Vec<u8>, image::ImageError> {
+    assert!(
+        scale > 0 && columns > 0,
+        "png_grid: scale and columns must be positive"
+    );
     let side = IMAGE_SIDE as u32 * scale;
     let (gap, font) = (scale * 2, scale.max(2));
-    let caption_height = 5 * font + 2 * gap;
-    let count = digits.len().max(1) as u32;
+    let cell_width = side + gap;
+    let cell_height = side + 5 * font + 3 * gap;
+    let columns = columns.min(digits.len().max(1));
+    let rows = digits.len().div_ceil(columns).max(1);
     let mut canvas = GrayImage::from_pixel(
-        gap + count * (side + gap),
-        gap + side + caption_height,
+        gap + columns as u32 * cell_width,
+        gap + rows as u32 * cell_height,
         Luma([255]),
     );
     for (i, (pixels, caption)) in digits.iter().enumerate() {
         assert_eq!(
             pixels.len(),
             IMAGE_SIDE * IMAGE_SIDE,
-            "png_strip: expects 28x28 pixels"
+            "png_grid: expects 28x28 pixels"
         );
-        let left = gap + i as u32 * (side + gap);
+        let left = gap + (i % columns) as u32 * cell_width;
+        let top = gap + (i / columns) as u32 * cell_height;
         for y in 0..side {
             for x in 0..side {
                 let ink = pixels[(y / scale) as usize * IMAGE_SIDE + (x / scale) as usize];
-                canvas.put_pixel(left + x, gap + y, Luma([255 - ink]));
+                canvas.put_pixel(left + x, top + y, Luma([255 - ink]));
             }
         }
         let width = caption.chars().count() as u32 * 4 * font;
-        let mut pen = left + side.saturating_sub(width) / 2;
-        for c in caption.chars() {
-            let rows = glyph(c).unwrap_or_else(|| panic!("png_strip: no glyph for {c:?}"));
-            for (gy, mask) in rows.iter().enumerate() {
-                for gx in 0..3 {
-                    if mask & (0b100 >> gx) != 0 {
-                        for dy in 0..font {
-                            for dx in 0..font {
-                                let (x, y) = (
-                                    pen + gx * font + dx,
-                                    gap + side + gap + gy as u32 * font + dy,
-                                );
-                                if x < canvas.width() {
-                                    canvas.put_pixel(x, y, Luma([0]));
-                                }
-                            }
+        let pen = left + side.saturating_sub(width) / 2;
+        write_text(&mut canvas, caption, pen, top + side + gap, font, Luma([0]));
+    }
+    encode(&canvas)
+}
+
+/// [`png_grid`] with every digit in one row.
+pub fn png_strip(digits: &[(&[u8], String)], scale: u32) -> Result<Vec<u8>, image::ImageError> {
+    png_grid(digits, digits.len().max(1), scale)
+}
+
+/// A confusion matrix as a heat map: row = true digit, column = predicted digit, darker = more
+/// examples (on a logarithmic scale, so that rare mistakes show), each cell with its count.
+/// The diagonal (correct answers) is drawn in the same grey as the rest.
+pub fn confusion_png(matrix: &[[usize; 10]; 10]) -> Result<Vec<u8>, image::ImageError> {
+    let (cell, font) = (56u32, 2u32);
+    let margin = 5 * font * 2 + 8;
+    let size = margin + 10 * cell + 8;
+    let mut canvas = GrayImage::from_pixel(size, size, Luma([255]));
+    let max = matrix.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    for (t, row) in matrix.iter().enumerate() {
+        for (p, &count) in row.iter().enumerate() {
+            let shade = if count == 0 {
+                0.0
+            } else {
+                (1.0 + count as f64).ln() / (1.0 + max).ln()
+            };
+            let grey = (255.0 - 215.0 * shade) as u8;
+            let (x0, y0) = (margin + p as u32 * cell, margin + t as u32 * cell);
+            for y in y0 + 1..y0 + cell {
+                for x in x0 + 1..x0 + cell {
+                    canvas.put_pixel(x, y, Luma([grey]));
+                }
+            }
+            let text = count.to_string();
+            let ink = if grey < 128 { Luma([255]) } else { Luma([0]) };
+            let width = text.len() as u32 * 4 * font;
+            write_text(
+                &mut canvas,
+                &text,
+                x0 + (cell - width) / 2,
+                y0 + (cell - 5 * font) / 2,
+                font,
+                ink,
+            );
+        }
+        // Labels: predicted digits along the top, true digits down the left.
+        let label = t.to_string();
+        write_text(
+            &mut canvas,
+            &label,
+            margin + t as u32 * cell + cell / 2 - 3 * font / 2,
+            4,
+            font * 2 - 1,
+            Luma([0]),
+        );
+        write_text(
+            &mut canvas,
+            &label,
+            4,
+            margin + t as u32 * cell + cell / 2 - 5 * font / 2,
+            font * 2 - 1,
+            Luma([0]),
+        );
+    }
+    encode(&canvas)
+}
+
+/// Writes `text` with the 3x5 glyphs, each pixel `font` pixels square, top-left at `(x, y)`.
+fn write_text(canvas: &mut GrayImage, text: &str, x: u32, y: u32, font: u32, ink: Luma<u8>) {
+    for (i, c) in text.chars().enumerate() {
+        let rows = glyph(c).unwrap_or_else(|| panic!("no glyph for {c:?}"));
+        for (gy, mask) in rows.iter().enumerate() {
+            for gx in 0..3u32 {
+                if mask & (0b100 >> gx) == 0 {
+                    continue;
+                }
+                for dy in 0..font {
+                    for dx in 0..font {
+                        let px = x + i as u32 * 4 * font + gx * font + dx;
+                        let py = y + gy as u32 * font + dy;
+                        if px < canvas.width() && py < canvas.height() {
+                            canvas.put_pixel(px, py, ink);
                         }
                     }
                 }
             }
-            pen += 4 * font;
         }
     }
+}
+
+fn encode(canvas: &GrayImage) -> Result<Vec<u8>, image::ImageError> {
     let mut bytes = std::io::Cursor::new(Vec::new());
     canvas.write_to(&mut bytes, image::ImageFormat::Png)?;
     Ok(bytes.into_inner())

@@ -19,6 +19,8 @@ pub struct Experiment {
     pub batching: Batching,
     /// Learning rate of SGD.
     pub lr: f32,
+    /// How the weights are first drawn.
+    pub init: Init,
     /// Epochs of the full run.
     pub epochs: usize,
     /// What the seed project reports for the full run.
@@ -43,6 +45,7 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         regime: Regime::Seed000,
         batching: Batching::Mini(128),
         lr: 1e-3,
+        init: Init::He,
         epochs: 250,
         seed_figure: "test accuracy ~0.97",
         test_every: None,
@@ -54,6 +57,7 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         regime: Regime::Seed000,
         batching: Batching::Mini(128),
         lr: 1e-3,
+        init: Init::He,
         epochs: 250,
         seed_figure: "test accuracy ~0.971",
         test_every: None,
@@ -65,6 +69,7 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         regime: Regime::Seed000,
         batching: Batching::Mini(128),
         lr: 1e-3,
+        init: Init::He,
         epochs: 250,
         seed_figure: "test accuracy ~0.97",
         test_every: None,
@@ -76,6 +81,7 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         regime: Regime::Seed003,
         batching: Batching::Full,
         lr: 0.1,
+        init: Init::Samson,
         epochs: 500,
         seed_figure: "test accuracy ~0.85",
         test_every: None,
@@ -87,6 +93,7 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         regime: Regime::Seed003,
         batching: Batching::Full,
         lr: 0.2,
+        init: Init::He,
         epochs: 1000,
         seed_figure: "test error ~4.5% (LeCun et al. 1998: 4.7%)",
         test_every: None,
@@ -98,6 +105,7 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         regime: Regime::Seed003,
         batching: Batching::Full,
         lr: 0.2,
+        init: Init::He,
         epochs: 1000,
         seed_figure: "test error ~2.9% after 1000 epochs, 2.3% after 2000, 1.8% after 5000 (LeCun et al. 1998: 3.05%)",
         test_every: Some(1000),

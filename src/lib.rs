@@ -15,6 +15,7 @@
 //! - [`data`]: reading, finding, downloading and preparing MNIST;
 //! - [`gradcheck`]: finite-difference checks of backward passes;
 //! - [`experiments`]: the seeds' experiments with their exact settings;
+//! - [`model`]: saving and loading trained networks (`.safetensors`, PyTorch-compatible names);
 //! - [`draw`]: digits in the terminal and as PNG.
 //!
 //! # Example
@@ -52,6 +53,7 @@ pub mod gradcheck;
 pub mod init;
 pub mod layers;
 pub mod loss;
+pub mod model;
 pub mod network;
 pub mod train;
 

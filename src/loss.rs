@@ -96,6 +96,18 @@ pub fn loss_and_correct(logits: ArrayView2<f32>, labels: &[u8]) -> LossStats {
     }
 }
 
+/// The softmax of every row of `logits` `(n, classes)`: each row becomes probabilities.
+pub fn softmax_rows(logits: ArrayView2<f32>) -> Array2<f32> {
+    let mut p = logits.to_owned();
+    for mut row in p.rows_mut() {
+        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        row.mapv_inplace(|v| (v - max).exp());
+        let sum = row.sum();
+        row /= sum;
+    }
+    p
+}
+
 /// Index of the largest value (the first one on ties); the predicted class of a row of logits.
 pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
     let mut best = (0, f32::NEG_INFINITY);

@@ -9,15 +9,16 @@ use anyhow::{bail, Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 
-use cli::fetch::{fetch_with_progress, load_mnist, load_raw_mnist, mirrors};
+use cli::fetch::{fetch_with_progress, load_mnist, mirrors};
 use cli::fit::{fit, Run};
-use mnist_nn::atomic::write_atomically;
-use mnist_nn::data::{locate, Regime, CLASSES, IMAGE_PIXELS};
+use mnist_nn::data::{locate, Preprocessing, Regime, CLASSES, IMAGE_PIXELS};
+use mnist_nn::experiments;
 use mnist_nn::init::Init;
+use mnist_nn::layers::LayerSpec;
+use mnist_nn::model::{self, Training};
 use mnist_nn::network::Network;
 use mnist_nn::seeded_rng;
 use mnist_nn::train::Batching;
-use mnist_nn::{draw, experiments};
 
 #[derive(Parser)]
 #[command(
@@ -36,26 +37,35 @@ enum Command {
     Train(TrainArgs),
     /// Run one of the seeds' experiments with its exact settings.
     Experiment(ExperimentArgs),
+    /// Evaluate a saved model on the test set: accuracy per class, confusion matrix, mistakes.
+    Eval(cli::inspect::EvalArgs),
+    /// Predict the digit in your own images (PNG or JPEG) with a saved model.
+    Predict(cli::predict::PredictArgs),
     /// Show MNIST digits and their labels in the terminal, and optionally as a PNG.
-    Show(ShowArgs),
+    Show(cli::inspect::ShowArgs),
     /// Download the four MNIST files, verified against their published SHA-256.
     Download(DownloadArgs),
 }
 
 #[derive(Args)]
-struct ShowArgs {
-    /// Which images (0-based positions in the split).
-    #[arg(required = true, num_args = 1..)]
-    indices: Vec<usize>,
-    /// The training (60,000) or test (10,000) images.
-    #[arg(long, value_parser = ["train", "test"], default_value = "train")]
-    split: String,
-    /// Also write the digits, enlarged and captioned with their labels, to this PNG file.
-    #[arg(long)]
-    png: Option<PathBuf>,
-    /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+struct TrainArgs {
+    /// Sizes of the hidden layers, e.g. `--hidden 300 100` [default: 32 16].
+    #[arg(long, alias = "n-hidden", num_args = 1.., value_parser = positive, allow_negative_numbers = true, conflicts_with = "from")]
+    hidden: Option<Vec<usize>>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 500, value_parser = positive, allow_negative_numbers = true)]
+    epochs: usize,
+    /// Learning rate of gradient descent.
+    #[arg(long, alias = "learning-rate", default_value_t = 0.2, value_parser = positive_finite, allow_negative_numbers = true)]
+    lr: f32,
+    /// Weight initialisation: he, xavier, gaussian or samson [default: he].
+    #[arg(long, alias = "initial-params", value_parser = str::parse::<Init>, conflicts_with = "from")]
+    init: Option<Init>,
+    /// Examples per update, reshuffled every epoch [default: full batch, one update per epoch].
+    #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+    batch_size: Option<usize>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args)]
@@ -66,6 +76,13 @@ struct ExperimentArgs {
     /// Run this many epochs instead of the experiment's own number.
     #[arg(long, value_parser = positive, allow_negative_numbers = true)]
     epochs: Option<usize>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Flags shared by `train` and `experiment`.
+#[derive(Args)]
+struct RunArgs {
     /// Seed of the random generator (initialisation and shuffling).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -76,40 +93,18 @@ struct ExperimentArgs {
     /// about ten lines in all].
     #[arg(long, value_parser = positive)]
     log_every: Option<usize>,
-    /// Also print the test accuracy every this many epochs [default: the experiment's own, if any].
-    #[arg(long, value_parser = positive)]
-    test_every: Option<usize>,
-}
-
-#[derive(Args)]
-struct TrainArgs {
-    /// Sizes of the hidden layers, e.g. `--hidden 300 100`.
-    #[arg(long, alias = "n-hidden", num_args = 1.., default_values_t = [32, 16], value_parser = positive, allow_negative_numbers = true)]
-    hidden: Vec<usize>,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 500, value_parser = positive, allow_negative_numbers = true)]
-    epochs: usize,
-    /// Learning rate of gradient descent.
-    #[arg(long, alias = "learning-rate", default_value_t = 0.2, value_parser = positive_finite, allow_negative_numbers = true)]
-    lr: f32,
-    /// Weight initialisation: he, xavier, gaussian or samson.
-    #[arg(long, alias = "initial-params", default_value = "he", value_parser = str::parse::<Init>)]
-    init: Init,
-    /// Examples per update, reshuffled every epoch [default: full batch, one update per epoch].
-    #[arg(long, value_parser = positive, allow_negative_numbers = true)]
-    batch_size: Option<usize>,
-    /// Seed of the random generator (initialisation and shuffling).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Print a line every this many epochs [default: about ten lines in all].
-    #[arg(long, value_parser = positive)]
-    log_every: Option<usize>,
     /// Also print the test accuracy every this many epochs.
     #[arg(long, value_parser = positive)]
     test_every: Option<usize>,
+    /// Save the trained model to this .safetensors file.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Continue training the model saved in this file (its architecture replaces --hidden/--init).
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Write one row per epoch (losses, accuracies, seconds) to this .csv or .json file.
+    #[arg(long, value_parser = metrics_path)]
+    metrics: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -138,12 +133,21 @@ fn positive_finite(s: &str) -> Result<f32, String> {
     }
 }
 
+fn metrics_path(s: &str) -> Result<PathBuf, String> {
+    match s.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()) {
+        Some(ext) if ext == "csv" || ext == "json" => Ok(PathBuf::from(s)),
+        _ => Err(format!("'{s}' must end in .csv or .json")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train(args),
         Command::Experiment(args) => experiment(args),
-        Command::Show(args) => show(args),
+        Command::Eval(args) => cli::inspect::eval(args),
+        Command::Predict(args) => cli::predict::predict(args),
+        Command::Show(args) => cli::inspect::show(args),
         Command::Download(args) => download(args),
     };
     match result {
@@ -155,38 +159,105 @@ fn main() -> ExitCode {
     }
 }
 
+/// The model to continue from, if `--from` was given, checked against the data regime (and the
+/// architecture, if one is required).
+fn continued_model(
+    run: &RunArgs,
+    regime: Regime,
+    architecture: Option<&[LayerSpec]>,
+) -> Result<Option<model::SavedModel>> {
+    let Some(path) = &run.from else {
+        return Ok(None);
+    };
+    let saved = model::load(path)?;
+    let expected = match regime {
+        Regime::Seed003 => "pixels / 255 (seed 003)",
+        Regime::Seed000 => "standardised (seed 000)",
+    };
+    let matches = matches!(
+        (regime, saved.preprocessing),
+        (Regime::Seed003, Preprocessing::Scale255)
+            | (Regime::Seed000, Preprocessing::Standardise { .. })
+    );
+    if !matches {
+        bail!(
+            "{}: the model was trained on differently scaled pixels; this run needs {expected}",
+            path.display()
+        );
+    }
+    if let Some(architecture) = architecture {
+        let specs: Vec<LayerSpec> = saved.network.layers().iter().map(|l| l.spec()).collect();
+        if specs != architecture {
+            bail!(
+                "{}: the model's architecture is not this experiment's",
+                path.display()
+            );
+        }
+    }
+    Ok(Some(saved))
+}
+
 fn train(args: TrainArgs) -> Result<()> {
-    let mut sizes = vec![IMAGE_PIXELS];
-    sizes.extend(&args.hidden);
-    sizes.push(CLASSES);
-    let (mnist, dir) = load_mnist(args.data_dir.as_deref(), Regime::Seed003)?;
-    let mut rng = seeded_rng(args.seed);
-    let mut network = Network::mlp(&sizes, args.init, &mut rng);
-    let architecture: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+    let hidden = args.hidden.unwrap_or_else(|| vec![32, 16]);
+    let init = args.init.unwrap_or(Init::He);
+    let batching = args.batch_size.map_or(Batching::Full, Batching::Mini);
+    let from = continued_model(&args.run, Regime::Seed003, None)?;
+    let (mnist, dir) = load_mnist(args.run.data_dir.as_deref(), Regime::Seed003)?;
+    let mut rng = seeded_rng(args.run.seed);
+    let (mut network, epochs_before, init_name) = match from {
+        Some(saved) => (saved.network, saved.training.epochs, saved.training.init),
+        None => {
+            let mut sizes = vec![IMAGE_PIXELS];
+            sizes.extend(&hidden);
+            sizes.push(CLASSES);
+            (
+                Network::mlp(&sizes, init, &mut rng),
+                0,
+                Some(init.to_string()),
+            )
+        }
+    };
+    let mut settings = vec![("network", network_summary(&network))];
+    settings.push((
+        "initialisation",
+        init_name.clone().unwrap_or_else(|| "unknown".into()),
+    ));
+    settings.push(("seed", args.run.seed.to_string()));
     let run = Run {
         title: "mnist-nn train".to_string(),
-        settings: vec![
-            ("network", architecture.join("-")),
-            ("initialisation", args.init.to_string()),
-            ("seed", args.seed.to_string()),
-        ],
+        settings,
         mnist: &mnist,
         data_dir: &dir,
         regime: Regime::Seed003,
         lr: args.lr,
-        batching: args.batch_size.map_or(Batching::Full, Batching::Mini),
+        batching,
         epochs: args.epochs,
-        log_every: args.log_every.unwrap_or((args.epochs / 10).max(1)),
-        test_every: args.test_every,
+        log_every: args.run.log_every.unwrap_or((args.epochs / 10).max(1)),
+        test_every: args.run.test_every,
+        from: args.run.from.as_deref(),
+        save: args.run.save.as_deref(),
+        metrics: args.run.metrics.as_deref(),
+        record: Training {
+            command: "train".into(),
+            epochs: epochs_before + args.epochs,
+            lr: args.lr,
+            batch_size: args.batch_size,
+            seed: args.run.seed,
+            init: init_name,
+        },
     };
     fit(&mut network, &run, &mut rng)
 }
 
 fn experiment(args: ExperimentArgs) -> Result<()> {
     let experiment = experiments::find(&args.name).expect("clap checked the name");
-    let (mnist, dir) = load_mnist(args.data_dir.as_deref(), experiment.regime)?;
-    let mut rng = seeded_rng(args.seed);
-    let mut network = experiment.build(&mut rng);
+    let mut rng = seeded_rng(args.run.seed);
+    let fresh = experiment.build(&mut rng);
+    let architecture: Vec<LayerSpec> = fresh.layers().iter().map(|l| l.spec()).collect();
+    let from = continued_model(&args.run, experiment.regime, Some(&architecture))?;
+    let (mnist, dir) = load_mnist(args.run.data_dir.as_deref(), experiment.regime)?;
+    let epochs_before = from.as_ref().map_or(0, |saved| saved.training.epochs);
+    let mut network = from.map_or(fresh, |saved| saved.network);
     let epochs = args.epochs.unwrap_or(experiment.epochs);
     let default_log_every = if mnist.validation.is_some() {
         1
@@ -204,7 +275,7 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
                     experiment.seed_figure, experiment.epochs
                 ),
             ),
-            ("seed", args.seed.to_string()),
+            ("seed", args.run.seed.to_string()),
         ],
         mnist: &mnist,
         data_dir: &dir,
@@ -212,46 +283,38 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
         lr: experiment.lr,
         batching: experiment.batching,
         epochs,
-        log_every: args.log_every.unwrap_or(default_log_every),
-        test_every: args.test_every.or(experiment.test_every),
+        log_every: args.run.log_every.unwrap_or(default_log_every),
+        test_every: args.run.test_every.or(experiment.test_every),
+        from: args.run.from.as_deref(),
+        save: args.run.save.as_deref(),
+        metrics: args.run.metrics.as_deref(),
+        record: Training {
+            command: format!("experiment {}", experiment.name),
+            epochs: epochs_before + epochs,
+            lr: experiment.lr,
+            batch_size: match experiment.batching {
+                Batching::Mini(size) => Some(size),
+                Batching::Full => None,
+            },
+            seed: args.run.seed,
+            init: Some(experiment.init.to_string()),
+        },
     };
     fit(&mut network, &run, &mut rng)
 }
 
-fn show(args: ShowArgs) -> Result<()> {
-    let (raw, _) = load_raw_mnist(args.data_dir.as_deref())?;
-    let split = if args.split == "test" {
-        &raw.test
-    } else {
-        &raw.train
-    };
-    if let Some(&bad) = args.indices.iter().find(|&&i| i >= split.len()) {
-        bail!(
-            "index {bad} is out of range: the {} split has images 0 to {}",
-            args.split,
-            split.len() - 1
-        );
-    }
-    for &index in &args.indices {
-        println!(
-            "{} image {index}: label {}",
-            args.split, split.labels[index]
-        );
-        for line in draw::terminal(split.image(index)) {
-            println!("  {line}");
+/// `784-32-16-10` for a multilayer perceptron, else the layers in one line.
+fn network_summary(network: &Network) -> String {
+    let specs: Vec<LayerSpec> = network.layers().iter().map(|l| l.spec()).collect();
+    let mut sizes = vec![IMAGE_PIXELS.to_string()];
+    for spec in &specs {
+        match spec {
+            LayerSpec::Linear { outputs, .. } => sizes.push(outputs.to_string()),
+            LayerSpec::ReLU => {}
+            _ => return network.describe(),
         }
     }
-    if let Some(path) = &args.png {
-        let digits: Vec<(&[u8], String)> = args
-            .indices
-            .iter()
-            .map(|&i| (split.image(i), split.labels[i].to_string()))
-            .collect();
-        let bytes = draw::png_strip(&digits, 4).context("encoding the PNG")?;
-        write_atomically(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+    sizes.join("-")
 }
 
 fn download(args: DownloadArgs) -> Result<()> {

@@ -4,10 +4,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
+use mnist_nn::atomic::write_atomically;
 use mnist_nn::data::{Mnist, Regime};
+use mnist_nn::model::{self, Training};
 use mnist_nn::network::Network;
 use mnist_nn::train::{Batching, Sgd};
 use mnist_nn::SeededRng;
@@ -28,6 +31,25 @@ pub struct Run<'a> {
     pub log_every: usize,
     /// Also evaluate on the test set every this many epochs.
     pub test_every: Option<usize>,
+    /// The model this run continues, if any.
+    pub from: Option<&'a Path>,
+    /// Where to save the trained model.
+    pub save: Option<&'a Path>,
+    /// Where to write the per-epoch records (`.csv` or `.json`).
+    pub metrics: Option<&'a Path>,
+    /// How the model was trained, for the saved file.
+    pub record: Training,
+}
+
+/// One epoch's figures, as written by `--metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
 }
 
 /// Trains `network` as `run` says, printing as it goes; ends with the test accuracy line.
@@ -42,6 +64,7 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
         "{elapsed_precise} [{bar:30}] {percent:>3}% eta {eta} {msg}",
     );
     let width = run.epochs.to_string().len();
+    let mut records = Vec::with_capacity(run.epochs);
     let start = Instant::now();
     for epoch in 1..=run.epochs {
         let epoch_start = Instant::now();
@@ -51,12 +74,21 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
         });
         if !stats.loss.is_finite() {
             bar.abandon();
+            write_metrics(run, &records)?;
             bail!(
                 "training diverged at epoch {epoch}: the loss is {}. Try a smaller learning rate than {}.",
                 stats.loss,
                 run.lr
             );
         }
+        let mut record = EpochRecord {
+            epoch,
+            train_loss: stats.loss,
+            train_accuracy: stats.accuracy,
+            val_loss: None,
+            val_accuracy: None,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
         if epoch % run.log_every == 0 || epoch == run.epochs {
             let mut line = format!(
                 "epoch {epoch:>width$}/{}  train loss {:.4}  train accuracy {:.4}",
@@ -68,6 +100,8 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
                     "  val loss {:.4}  val accuracy {:.4}",
                     result.loss, result.accuracy
                 );
+                record.val_loss = Some(result.loss);
+                record.val_accuracy = Some(result.accuracy);
             }
             line += &format!(
                 "  ({:.2} s, {:.1} s in all)",
@@ -76,6 +110,7 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
             );
             bar.suspend(|| println!("{line}"));
         }
+        records.push(record);
         if run.test_every.is_some_and(|every| epoch % every == 0) {
             let test = network.evaluate(mnist.test.images.view(), &mnist.test.labels);
             bar.suspend(|| {
@@ -88,6 +123,7 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
         }
     }
     bar.finish_and_clear();
+    write_metrics(run, &records)?;
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "training time: {seconds:.1} s ({:.3} s per epoch)",
@@ -98,8 +134,42 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
     println!("train accuracy: {:.4}", train.accuracy);
     let test = network.evaluate(mnist.test.images.view(), &mnist.test.labels);
     println!("test loss: {:.4}", test.loss);
+    if let Some(path) = run.save {
+        model::save(path, network, &mnist.preprocessing, &run.record)?;
+        println!("saved the model to {}", path.display());
+    }
     println!("test accuracy: {:.4}", test.accuracy);
     Ok(())
+}
+
+/// Writes the per-epoch records as CSV or JSON (by the file's extension), atomically.
+fn write_metrics(run: &Run, records: &[EpochRecord]) -> Result<()> {
+    let Some(path) = run.metrics else {
+        return Ok(());
+    };
+    let text = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        serde_json::to_string_pretty(records)?
+    } else {
+        let optional = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+        let mut csv =
+            String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n");
+        for r in records {
+            csv += &format!(
+                "{},{:.6},{:.6},{},{},{:.4}\n",
+                r.epoch,
+                r.train_loss,
+                r.train_accuracy,
+                optional(r.val_loss),
+                optional(r.val_accuracy),
+                r.seconds
+            );
+        }
+        csv
+    };
+    write_atomically(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 fn print_configuration(network: &mut Network, run: &Run) {
@@ -107,6 +177,16 @@ fn print_configuration(network: &mut Network, run: &Run) {
     let n_train = mnist.train.len();
     println!("{}", run.title);
     let mut lines = run.settings.clone();
+    if let Some(path) = run.from {
+        lines.push((
+            "continuing",
+            format!(
+                "{} ({} epochs so far)",
+                path.display(),
+                run.record.epochs - run.epochs
+            ),
+        ));
+    }
     lines.push(("layers", network.describe()));
     lines.push(("parameters", network.parameter_count().to_string()));
     let batches = match run.batching {

@@ -2,3 +2,5 @@
 
 pub mod fetch;
 pub mod fit;
+pub mod inspect;
+pub mod predict;

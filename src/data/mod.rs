@@ -7,6 +7,7 @@
 
 pub mod csv;
 pub mod download;
+pub mod handwriting;
 pub mod idx;
 pub mod locate;
 
@@ -175,6 +176,42 @@ pub enum Regime {
     Seed003,
 }
 
+/// How raw pixels (0-255) become a network's inputs.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind")]
+pub enum Preprocessing {
+    /// `pixel / 255`, into [0, 1] (seed 003).
+    Scale255,
+    /// `(pixel - mean) / std` with the training set's statistics (seed 000).
+    Standardise {
+        /// Mean of the training pixels.
+        mean: f64,
+        /// Standard deviation of the training pixels.
+        std: f64,
+    },
+}
+
+impl Preprocessing {
+    /// The network input for one raw pixel.
+    pub fn apply(&self, pixel: u8) -> f32 {
+        match *self {
+            Preprocessing::Scale255 => pixel as f32 / 255.0,
+            Preprocessing::Standardise { mean, std } => ((pixel as f64 - mean) / std) as f32,
+        }
+    }
+
+    /// The images `range` of `raw` as network inputs, with their labels.
+    pub fn dataset(&self, raw: &RawSplit, range: std::ops::Range<usize>) -> Dataset {
+        let pixels = &raw.pixels[range.start * IMAGE_PIXELS..range.end * IMAGE_PIXELS];
+        let images = Array2::from_shape_vec(
+            (range.len(), IMAGE_PIXELS),
+            pixels.iter().map(|&p| self.apply(p)).collect(),
+        )
+        .expect("784 pixels per image");
+        Dataset::new(images, raw.labels[range].to_vec())
+    }
+}
+
 /// MNIST prepared for training under a [`Regime`].
 #[derive(Debug, Clone)]
 pub struct Mnist {
@@ -184,6 +221,8 @@ pub struct Mnist {
     pub validation: Option<Dataset>,
     /// The 10,000 test examples.
     pub test: Dataset,
+    /// How the pixels were scaled: what a saved model must apply to new images.
+    pub preprocessing: Preprocessing,
 }
 
 /// Training images that seed 000 keeps for training; the rest validate.
@@ -192,29 +231,21 @@ pub const SEED000_TRAIN: usize = 50_000;
 impl Mnist {
     /// Splits and scales raw MNIST as `regime` prescribes.
     pub fn prepare(raw: &RawMnist, regime: Regime) -> Mnist {
-        match regime {
-            Regime::Seed003 => {
-                let scale = |x: u8| x as f32 / 255.0;
-                Mnist {
-                    train: to_dataset(&raw.train, 0..raw.train.len(), scale),
-                    validation: None,
-                    test: to_dataset(&raw.test, 0..raw.test.len(), scale),
-                }
-            }
+        let (n_train, preprocessing) = match regime {
+            Regime::Seed003 => (raw.train.len(), Preprocessing::Scale255),
             Regime::Seed000 => {
                 let n_train = SEED000_TRAIN.min(raw.train.len());
                 let (mean, std) = mean_and_std(&raw.train.pixels[..n_train * IMAGE_PIXELS]);
-                let standardise = |x: u8| ((x as f64 - mean) / std) as f32;
-                Mnist {
-                    train: to_dataset(&raw.train, 0..n_train, standardise),
-                    validation: Some(to_dataset(
-                        &raw.train,
-                        n_train..raw.train.len(),
-                        standardise,
-                    )),
-                    test: to_dataset(&raw.test, 0..raw.test.len(), standardise),
-                }
+                (n_train, Preprocessing::Standardise { mean, std })
             }
+        };
+        let validation = (regime == Regime::Seed000)
+            .then(|| preprocessing.dataset(&raw.train, n_train..raw.train.len()));
+        Mnist {
+            train: preprocessing.dataset(&raw.train, 0..n_train),
+            validation,
+            test: preprocessing.dataset(&raw.test, 0..raw.test.len()),
+            preprocessing,
         }
     }
 }
@@ -229,16 +260,6 @@ pub fn mean_and_std(pixels: &[u8]) -> (f64, f64) {
         .sum::<f64>()
         / n;
     (mean, variance.sqrt().max(f64::MIN_POSITIVE))
-}
-
-fn to_dataset(raw: &RawSplit, range: std::ops::Range<usize>, scale: impl Fn(u8) -> f32) -> Dataset {
-    let pixels = &raw.pixels[range.start * IMAGE_PIXELS..range.end * IMAGE_PIXELS];
-    let images = Array2::from_shape_vec(
-        (range.len(), IMAGE_PIXELS),
-        pixels.iter().map(|&p| scale(p)).collect(),
-    )
-    .expect("784 pixels per image");
-    Dataset::new(images, raw.labels[range].to_vec())
 }
 
 /// Reads MNIST from a folder holding the four IDX files (plain or `.gz`) or `mnist_train.csv` and

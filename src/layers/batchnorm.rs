@@ -25,7 +25,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
-use super::{check_features, ensure_shape, Layer, Param};
+use super::{check_features, ensure_shape, Layer, LayerSpec, Param, Tensor, TensorSource};
 
 /// Momentum of the running estimates: `running = MOMENTUM · running + (1 - MOMENTUM) · batch`.
 pub const MOMENTUM: f32 = 0.9;
@@ -189,5 +189,35 @@ impl Layer for BatchNorm1d {
 
     fn describe(&self) -> String {
         format!("BatchNorm1d({})", self.features())
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::BatchNorm1d {
+            features: self.features(),
+        }
+    }
+
+    /// PyTorch's names: `weight` is γ, `bias` is β.
+    fn export(&self) -> Vec<Tensor> {
+        let tensor = |name, values: &Array1<f32>| Tensor {
+            name,
+            shape: vec![values.len()],
+            values: values.to_vec(),
+        };
+        vec![
+            tensor("weight", &self.gamma),
+            tensor("bias", &self.beta),
+            tensor("running_mean", &self.running_mean),
+            tensor("running_var", &self.running_var),
+        ]
+    }
+
+    fn import(&mut self, tensor: &mut TensorSource<'_>) -> Result<(), String> {
+        let shape = [self.features()];
+        self.gamma = Array1::from_vec(tensor("weight", &shape)?);
+        self.beta = Array1::from_vec(tensor("bias", &shape)?);
+        self.running_mean = Array1::from_vec(tensor("running_mean", &shape)?);
+        self.running_var = Array1::from_vec(tensor("running_var", &shape)?);
+        Ok(())
     }
 }

@@ -35,11 +35,11 @@
 use ndarray::{linalg::general_mat_mul, s, Array1, Array2, ArrayView2, Zip};
 use rand::Rng;
 
-use super::{check_features, ensure_shape, Layer, Param};
+use super::{check_features, ensure_shape, Layer, LayerSpec, Param, Tensor, TensorSource};
 use crate::init::Init;
 
 /// The shape of a convolution: channels, image size, kernel, stride, padding, dilation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConvShape {
     /// Input channels.
     pub in_channels: usize,
@@ -97,20 +97,36 @@ impl ConvShape {
             .filter(|&i| i < size)
     }
 
+    /// Whether this is a possible convolution, and if not why.
+    pub fn check(&self) -> Result<(), String> {
+        let sizes = [
+            self.in_channels,
+            self.out_channels,
+            self.kernel,
+            self.stride,
+            self.dilation,
+        ];
+        if sizes.contains(&0) || self.height == 0 || self.width == 0 {
+            return Err(
+                "image size, channels, kernel, stride and dilation must be positive".into(),
+            );
+        }
+        let span = self
+            .dilation
+            .checked_mul(self.kernel - 1)
+            .ok_or("the kernel's span overflows")?;
+        let padded = |size: usize| size.checked_add(2usize.checked_mul(self.padding)?);
+        match (padded(self.height), padded(self.width)) {
+            (Some(h), Some(w)) if h > span && w > span => Ok(()),
+            (Some(_), Some(_)) => Err("the dilated kernel is larger than the padded image".into()),
+            _ => Err("the padding overflows".into()),
+        }
+    }
+
     fn validate(&self) {
-        assert!(
-            self.in_channels > 0
-                && self.out_channels > 0
-                && self.kernel > 0
-                && self.stride > 0
-                && self.dilation > 0,
-            "Conv2d: channels, kernel, stride and dilation must be positive: {self:?}"
-        );
-        assert!(
-            self.height + 2 * self.padding > self.dilation * (self.kernel - 1)
-                && self.width + 2 * self.padding > self.dilation * (self.kernel - 1),
-            "Conv2d: the dilated kernel is larger than the padded image: {self:?}"
-        );
+        if let Err(problem) = self.check() {
+            panic!("Conv2d: {problem}: {self:?}");
+        }
     }
 }
 
@@ -343,6 +359,39 @@ impl Layer for Conv2d {
 
     fn set_input_grad_needed(&mut self, needed: bool) {
         self.input_grad_needed = needed;
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Conv2d(self.shape)
+    }
+
+    /// PyTorch's layout `(out, in, k, k)` is ours, `(out, in·k·k)`, with the last axis split.
+    fn export(&self) -> Vec<Tensor> {
+        let s = self.shape;
+        vec![
+            Tensor {
+                name: "weight",
+                shape: vec![s.out_channels, s.in_channels, s.kernel, s.kernel],
+                values: self.weight.iter().copied().collect(),
+            },
+            Tensor {
+                name: "bias",
+                shape: vec![s.out_channels],
+                values: self.bias.to_vec(),
+            },
+        ]
+    }
+
+    fn import(&mut self, tensor: &mut TensorSource<'_>) -> Result<(), String> {
+        let s = self.shape;
+        let weight = tensor(
+            "weight",
+            &[s.out_channels, s.in_channels, s.kernel, s.kernel],
+        )?;
+        self.weight = Array2::from_shape_vec((s.out_channels, s.taps()), weight)
+            .map_err(|e| e.to_string())?;
+        self.bias = Array1::from_vec(tensor("bias", &[s.out_channels])?);
+        Ok(())
     }
 
     fn describe(&self) -> String {

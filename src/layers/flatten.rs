@@ -15,7 +15,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use super::{check_features, ensure_shape, Layer};
+use super::{check_features, ensure_shape, Layer, LayerSpec};
 
 /// Passes `(n, features)` rows through unchanged.
 pub struct Flatten {
@@ -51,5 +51,11 @@ impl Layer for Flatten {
 
     fn describe(&self) -> String {
         format!("Flatten({})", self.features)
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Flatten {
+            features: self.features,
+        }
     }
 }

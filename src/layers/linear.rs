@@ -21,7 +21,7 @@
 use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
 
-use super::{check_features, ensure_shape, Layer, Param};
+use super::{check_features, ensure_shape, Layer, LayerSpec, Param, Tensor, TensorSource};
 use crate::init::Init;
 
 /// `Y = X·W + b` with a weight matrix `W: (in, out)` and a vector bias `b: (out)`.
@@ -168,5 +168,39 @@ impl Layer for Linear {
 
     fn describe(&self) -> String {
         format!("Linear({} -> {})", self.inputs(), self.outputs())
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Linear {
+            inputs: self.inputs(),
+            outputs: self.outputs(),
+            shared_bias_gradient: self.shared_bias_gradient,
+        }
+    }
+
+    /// PyTorch stores `W` transposed, `(out, in)`, as `nn.Linear` computes `X·Wᵀ + b`.
+    fn export(&self) -> Vec<Tensor> {
+        vec![
+            Tensor {
+                name: "weight",
+                shape: vec![self.outputs(), self.inputs()],
+                values: self.weight.t().iter().copied().collect(),
+            },
+            Tensor {
+                name: "bias",
+                shape: vec![self.outputs()],
+                values: self.bias.to_vec(),
+            },
+        ]
+    }
+
+    fn import(&mut self, tensor: &mut TensorSource<'_>) -> Result<(), String> {
+        let (inputs, outputs) = self.weight.dim();
+        let weight_t = tensor("weight", &[outputs, inputs])?;
+        let weight_t =
+            Array2::from_shape_vec((outputs, inputs), weight_t).map_err(|e| e.to_string())?;
+        self.weight = weight_t.t().as_standard_layout().into_owned();
+        self.bias = Array1::from_vec(tensor("bias", &[outputs])?);
+        Ok(())
     }
 }

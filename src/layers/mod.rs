@@ -14,12 +14,14 @@ mod conv2d;
 mod flatten;
 mod linear;
 mod relu;
+mod spec;
 
 pub use batchnorm::BatchNorm1d;
 pub use conv2d::{Conv2d, ConvShape};
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use relu::ReLU;
+pub use spec::{LayerSpec, Tensor};
 
 use ndarray::{Array2, ArrayView2};
 
@@ -57,7 +59,24 @@ pub trait Layer: Send {
 
     /// A one-line description, such as `Linear(784 -> 32)`.
     fn describe(&self) -> String;
+
+    /// What kind of layer this is and its sizes, to rebuild it from a saved model.
+    fn spec(&self) -> LayerSpec;
+
+    /// Every tensor to save (parameters and running statistics), in PyTorch's layout.
+    fn export(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+
+    /// Loads every tensor `export` saves: `tensor(name, shape)` returns the values of the tensor
+    /// called `name`, or an error if it is missing or has another shape.
+    fn import(&mut self, _tensor: &mut TensorSource<'_>) -> Result<(), String> {
+        Ok(())
+    }
 }
+
+/// Where [`Layer::import`] gets a tensor by name and expected shape.
+pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, String> + 'a;
 
 /// Makes `buffer` a `(rows, cols)` matrix, reallocating only when the shape changes: buffers then
 /// live across batches, and a training loop allocates only when the batch size changes.

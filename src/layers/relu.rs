@@ -9,7 +9,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use super::{ensure_shape, Layer};
+use super::{ensure_shape, Layer, LayerSpec};
 
 /// `Y = max(0, X)`, element by element.
 #[derive(Default)]
@@ -56,5 +56,9 @@ impl Layer for ReLU {
 
     fn describe(&self) -> String {
         "ReLU".to_string()
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::ReLU
     }
 }

@@ -1,0 +1,114 @@
+//! What a layer is, without its numbers: enough to rebuild it from a saved model.
+
+use serde::{Deserialize, Serialize};
+
+use super::{BatchNorm1d, Conv2d, ConvShape, Flatten, Layer, Linear, ReLU};
+
+/// The kind and size of a layer, as recorded in a saved model's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum LayerSpec {
+    /// [`Linear`] from `inputs` to `outputs` features.
+    Linear {
+        /// Input features.
+        inputs: usize,
+        /// Output features.
+        outputs: usize,
+        /// Whether the biases share one scalar gradient (Samson Zhang's network).
+        #[serde(default)]
+        shared_bias_gradient: bool,
+    },
+    /// [`ReLU`].
+    ReLU,
+    /// [`BatchNorm1d`] over `features` features.
+    BatchNorm1d {
+        /// Features normalised.
+        features: usize,
+    },
+    /// [`Conv2d`] of the given shape.
+    Conv2d(ConvShape),
+    /// [`Flatten`] of `features` features.
+    Flatten {
+        /// Features per row.
+        features: usize,
+    },
+}
+
+/// A tensor as saved: its name within the layer, its shape in PyTorch's layout, and its values in
+/// that layout's row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// `weight`, `bias`, `running_mean`, `running_var`.
+    pub name: &'static str,
+    /// PyTorch's shape: `(out, in)` for a linear weight, `(out, in, k, k)` for a convolution's.
+    pub shape: Vec<usize>,
+    /// The values.
+    pub values: Vec<f32>,
+}
+
+impl LayerSpec {
+    /// The number of features this layer outputs for `inputs` input features, or why it cannot
+    /// take them (a file may describe anything, so nothing here may panic).
+    pub fn output_features(&self, inputs: usize) -> Result<usize, String> {
+        let expect = |expected: usize| {
+            if inputs == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{self:?} expects {expected} input features but receives {inputs}"
+                ))
+            }
+        };
+        match *self {
+            LayerSpec::Linear {
+                inputs: i, outputs, ..
+            } => {
+                expect(i)?;
+                if i == 0 || outputs == 0 {
+                    return Err(format!("{self:?} has an empty side"));
+                }
+                Ok(outputs)
+            }
+            LayerSpec::ReLU => Ok(inputs),
+            LayerSpec::BatchNorm1d { features } | LayerSpec::Flatten { features } => {
+                expect(features)?;
+                Ok(features)
+            }
+            LayerSpec::Conv2d(shape) => {
+                shape.check().map_err(|e| format!("{self:?}: {e}"))?;
+                expect(shape.input_len())?;
+                Ok(shape.output_len())
+            }
+        }
+    }
+
+    /// A layer of this kind and size with zero parameters (to be filled by [`Layer::import`]).
+    /// Call [`output_features`](Self::output_features) first: an invalid spec panics here.
+    pub fn build(&self) -> Box<dyn Layer> {
+        match *self {
+            LayerSpec::Linear {
+                inputs,
+                outputs,
+                shared_bias_gradient,
+            } => {
+                let layer = Linear::from_params(
+                    ndarray::Array2::zeros((inputs, outputs)),
+                    ndarray::Array1::zeros(outputs),
+                );
+                if shared_bias_gradient {
+                    Box::new(layer.with_shared_bias_gradient())
+                } else {
+                    Box::new(layer)
+                }
+            }
+            LayerSpec::ReLU => Box::new(ReLU::new()),
+            LayerSpec::BatchNorm1d { features } => Box::new(BatchNorm1d::new(features)),
+            LayerSpec::Conv2d(shape) => Box::new(Conv2d::from_params(
+                shape,
+                ndarray::Array2::zeros((shape.out_channels, shape.taps())),
+                ndarray::Array1::zeros(shape.out_channels),
+            )),
+            LayerSpec::Flatten { features } => Box::new(Flatten::new(features)),
+        }
+    }
+}
