@@ -105,6 +105,9 @@ struct RunArgs {
     /// Write one row per epoch (losses, accuracies, seconds) to this .csv or .json file.
     #[arg(long, value_parser = metrics_path)]
     metrics: Option<PathBuf>,
+    /// Draw the loss and accuracy curves into this PNG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -237,6 +240,7 @@ fn train(args: TrainArgs) -> Result<()> {
         from: args.run.from.as_deref(),
         save: args.run.save.as_deref(),
         metrics: args.run.metrics.as_deref(),
+        plot: args.run.plot.as_deref(),
         record: Training {
             command: "train".into(),
             epochs: epochs_before + args.epochs,
@@ -288,6 +292,7 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
         from: args.run.from.as_deref(),
         save: args.run.save.as_deref(),
         metrics: args.run.metrics.as_deref(),
+        plot: args.run.plot.as_deref(),
         record: Training {
             command: format!("experiment {}", experiment.name),
             epochs: epochs_before + epochs,

@@ -102,6 +102,9 @@ fn a_wrong_backward_pass_is_caught() {
         fn describe(&self) -> String {
             "WrongLinear".into()
         }
+        fn spec(&self) -> mnist_nn::layers::LayerSpec {
+            self.0.spec()
+        }
     }
     let mut rng = seeded_rng(14);
     let mut layer = WrongLinear(Linear::new(4, 3, Init::He, &mut rng), Array2::zeros((0, 0)));

@@ -11,6 +11,8 @@ use serde::Serialize;
 use mnist_nn::atomic::write_atomically;
 use mnist_nn::data::{Mnist, Regime};
 use mnist_nn::model::{self, Training};
+
+use super::plot::plot_curves;
 use mnist_nn::network::Network;
 use mnist_nn::train::{Batching, Sgd};
 use mnist_nn::SeededRng;
@@ -37,6 +39,8 @@ pub struct Run<'a> {
     pub save: Option<&'a Path>,
     /// Where to write the per-epoch records (`.csv` or `.json`).
     pub metrics: Option<&'a Path>,
+    /// Where to draw the training curves (PNG).
+    pub plot: Option<&'a Path>,
     /// How the model was trained, for the saved file.
     pub record: Training,
 }
@@ -124,6 +128,10 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
     }
     bar.finish_and_clear();
     write_metrics(run, &records)?;
+    if let Some(path) = run.plot {
+        plot_curves(path, &records)?;
+        println!("drew the training curves in {}", path.display());
+    }
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "training time: {seconds:.1} s ({:.3} s per epoch)",

@@ -3,4 +3,5 @@
 pub mod fetch;
 pub mod fit;
 pub mod inspect;
+pub mod plot;
 pub mod predict;
