@@ -59,18 +59,19 @@ fn panel<DB: DrawingBackend>(
     values: impl Fn(&EpochRecord) -> (Option<f64>, Option<f64>),
     legend: SeriesLabelPosition,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let series = |pick: fn((Option<f64>, Option<f64>)) -> Option<f64>| -> Vec<(f64, f64)> {
+    // (epoch, value) points of the training (index 0) or validation (index 1) values.
+    let series = |which: usize| -> Vec<(f64, f64)> {
         records
             .iter()
             .filter_map(|r| {
-                pick(values(r))
-                    .filter(|v| v.is_finite())
-                    .map(|v| (r.epoch as f64, v))
+                let (train, validation) = values(r);
+                let value = if which == 0 { train } else { validation };
+                value.filter(|v| v.is_finite()).map(|v| (r.epoch as f64, v))
             })
             .collect()
     };
-    let train = series(|(t, _)| t);
-    let validation = series(|(_, v)| v);
+    let train = series(0);
+    let validation = series(1);
     let all = train.iter().chain(&validation).map(|&(_, v)| v);
     let (low, high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
         (l.min(v), h.max(v))
