@@ -46,6 +46,7 @@
 //! ```
 
 pub mod atomic;
+pub mod checkpoint;
 pub mod data;
 pub mod draw;
 pub mod experiments;

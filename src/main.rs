@@ -12,13 +12,13 @@ use clap::{Args, Parser, Subcommand};
 use cli::fetch::{fetch_with_progress, load_mnist, mirrors};
 use cli::fit::{fit, Run};
 use mnist_nn::data::{locate, Preprocessing, Regime, CLASSES, IMAGE_PIXELS};
-use mnist_nn::experiments;
 use mnist_nn::init::Init;
 use mnist_nn::layers::LayerSpec;
 use mnist_nn::model::{self, Training};
 use mnist_nn::network::Network;
 use mnist_nn::seeded_rng;
 use mnist_nn::train::Batching;
+use mnist_nn::{checkpoint, experiments};
 
 #[derive(Parser)]
 #[command(
@@ -108,6 +108,15 @@ struct RunArgs {
     /// Draw the loss and accuracy curves into this PNG file.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Where Ctrl-C (and --checkpoint-every) write a checkpoint to resume from.
+    #[arg(long, default_value = "mnist-nn-checkpoint.safetensors")]
+    checkpoint: PathBuf,
+    /// Also write the checkpoint every this many epochs.
+    #[arg(long, value_parser = positive)]
+    checkpoint_every: Option<usize>,
+    /// Continue an interrupted run from its checkpoint (give the same flags as the first time).
+    #[arg(long, conflicts_with = "from")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -155,6 +164,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<cli::fit::Interrupted>() => ExitCode::from(130),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -220,12 +230,23 @@ fn train(args: TrainArgs) -> Result<()> {
             )
         }
     };
-    let mut settings = vec![("network", network_summary(&network))];
-    settings.push((
-        "initialisation",
-        init_name.clone().unwrap_or_else(|| "unknown".into()),
-    ));
-    settings.push(("seed", args.run.seed.to_string()));
+    let record = Training {
+        command: "train".into(),
+        epochs: epochs_before + args.epochs,
+        lr: args.lr,
+        batch_size: args.batch_size,
+        seed: args.run.seed,
+        init: init_name.clone(),
+    };
+    let resume = resume_point(&args.run, &record, &mut network, &mut rng)?;
+    let settings = vec![
+        ("network", network_summary(&network)),
+        (
+            "initialisation",
+            init_name.unwrap_or_else(|| "unknown".into()),
+        ),
+        ("seed", args.run.seed.to_string()),
+    ];
     let run = Run {
         title: "mnist-nn train".to_string(),
         settings,
@@ -241,14 +262,10 @@ fn train(args: TrainArgs) -> Result<()> {
         save: args.run.save.as_deref(),
         metrics: args.run.metrics.as_deref(),
         plot: args.run.plot.as_deref(),
-        record: Training {
-            command: "train".into(),
-            epochs: epochs_before + args.epochs,
-            lr: args.lr,
-            batch_size: args.batch_size,
-            seed: args.run.seed,
-            init: init_name,
-        },
+        record,
+        checkpoint: &args.run.checkpoint,
+        checkpoint_every: args.run.checkpoint_every,
+        resume,
     };
     fit(&mut network, &run, &mut rng)
 }
@@ -263,6 +280,18 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
     let epochs_before = from.as_ref().map_or(0, |saved| saved.training.epochs);
     let mut network = from.map_or(fresh, |saved| saved.network);
     let epochs = args.epochs.unwrap_or(experiment.epochs);
+    let record = Training {
+        command: format!("experiment {}", experiment.name),
+        epochs: epochs_before + epochs,
+        lr: experiment.lr,
+        batch_size: match experiment.batching {
+            Batching::Mini(size) => Some(size),
+            Batching::Full => None,
+        },
+        seed: args.run.seed,
+        init: Some(experiment.init.to_string()),
+    };
+    let resume = resume_point(&args.run, &record, &mut network, &mut rng)?;
     let default_log_every = if mnist.validation.is_some() {
         1
     } else {
@@ -293,19 +322,59 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
         save: args.run.save.as_deref(),
         metrics: args.run.metrics.as_deref(),
         plot: args.run.plot.as_deref(),
-        record: Training {
-            command: format!("experiment {}", experiment.name),
-            epochs: epochs_before + epochs,
-            lr: experiment.lr,
-            batch_size: match experiment.batching {
-                Batching::Mini(size) => Some(size),
-                Batching::Full => None,
-            },
-            seed: args.run.seed,
-            init: Some(experiment.init.to_string()),
-        },
+        record,
+        checkpoint: &args.run.checkpoint,
+        checkpoint_every: args.run.checkpoint_every,
+        resume,
     };
     fit(&mut network, &run, &mut rng)
+}
+
+/// With `--resume`, replaces `network` and `rng` by the checkpoint's and returns where the run
+/// stood; the checkpoint must come from the same command with the same settings.
+fn resume_point(
+    run: &RunArgs,
+    record: &Training,
+    network: &mut Network,
+    rng: &mut mnist_nn::SeededRng,
+) -> Result<Option<(usize, mnist_nn::train::EpochProgress)>> {
+    let Some(path) = &run.resume else {
+        return Ok(None);
+    };
+    let saved = checkpoint::load(path)?;
+    let (mine, theirs) = (record, &saved.model.training);
+    let same = mine.command == theirs.command
+        && mine.epochs == theirs.epochs
+        && mine.lr == theirs.lr
+        && mine.batch_size == theirs.batch_size
+        && mine.seed == theirs.seed;
+    if !same {
+        bail!(
+            "{}: the checkpoint comes from `{}` with {} epochs, learning rate {}, batch size {:?}, seed {}; \
+             resume with the same settings",
+            path.display(),
+            theirs.command,
+            theirs.epochs,
+            theirs.lr,
+            theirs.batch_size,
+            theirs.seed
+        );
+    }
+    let specs = |n: &Network| -> Vec<LayerSpec> { n.layers().iter().map(|l| l.spec()).collect() };
+    if specs(network) != specs(&saved.model.network) {
+        bail!(
+            "{}: the checkpoint's network is not this run's",
+            path.display()
+        );
+    }
+    *network = saved.model.network;
+    *rng = saved.rng;
+    println!(
+        "resuming from {} after {} epochs",
+        path.display(),
+        saved.epochs_done
+    );
+    Ok(Some((saved.epochs_done, saved.progress)))
 }
 
 /// `784-32-16-10` for a multilayer perceptron, else the layers in one line.

@@ -85,8 +85,30 @@ pub enum ModelError {
     },
 }
 
+/// What a checkpoint adds to a model file: more metadata and the epoch's order of examples.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    /// Extra metadata entries.
+    pub metadata: HashMap<String, String>,
+    /// Saved as the `U32` tensor `checkpoint.order`.
+    pub order: Option<Vec<u32>>,
+}
+
+/// The name of the tensor holding [`Extras::order`].
+const ORDER_TENSOR: &str = "checkpoint.order";
+
 /// The bytes of a `.safetensors` file holding `network` and its metadata.
 pub fn to_bytes(network: &Network, preprocessing: &Preprocessing, training: &Training) -> Vec<u8> {
+    to_bytes_with(network, preprocessing, training, &Extras::default())
+}
+
+/// [`to_bytes`], with a checkpoint's extras.
+pub fn to_bytes_with(
+    network: &Network,
+    preprocessing: &Preprocessing,
+    training: &Training,
+    extras: &Extras,
+) -> Vec<u8> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (i, layer) in network.layers().iter().enumerate() {
         for tensor in layer.export() {
@@ -94,14 +116,26 @@ pub fn to_bytes(network: &Network, preprocessing: &Preprocessing, training: &Tra
             tensors.push((format!("{i}.{}", tensor.name), tensor.shape, bytes));
         }
     }
-    let views = tensors.iter().map(|(name, shape, bytes)| {
-        let view =
-            TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape matches the values");
-        (name.clone(), view)
+    let order = extras.order.as_ref().map(|order| {
+        let bytes: Vec<u8> = order.iter().flat_map(|i| i.to_le_bytes()).collect();
+        (order.len(), bytes)
     });
+    let mut views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .expect("shape matches the values");
+            (name.clone(), view)
+        })
+        .collect();
+    if let Some((len, bytes)) = &order {
+        let view =
+            TensorView::new(Dtype::U32, vec![*len], bytes).expect("shape matches the values");
+        views.push((ORDER_TENSOR.to_string(), view));
+    }
     let specs: Vec<LayerSpec> = network.layers().iter().map(|l| l.spec()).collect();
     let json = |value: serde_json::Result<String>| value.expect("plain data serialises");
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("version".to_string(), VERSION.to_string()),
         ("layers".to_string(), json(serde_json::to_string(&specs))),
@@ -114,6 +148,7 @@ pub fn to_bytes(network: &Network, preprocessing: &Preprocessing, training: &Tra
             json(serde_json::to_string(training)),
         ),
     ]);
+    metadata.extend(extras.metadata.clone());
     safetensors::serialize(views, Some(metadata)).expect("tensors of valid shapes serialise")
 }
 
@@ -147,6 +182,11 @@ pub fn load(path: &Path) -> Result<SavedModel, ModelError> {
 /// Parses the bytes of a model file, checking everything: format, architecture, every tensor's
 /// name, type and shape. Never panics, whatever the bytes.
 pub fn from_bytes(bytes: &[u8]) -> Result<SavedModel, String> {
+    from_bytes_with(bytes).map(|(model, _)| model)
+}
+
+/// [`from_bytes`], also returning a checkpoint's extras (all metadata, and the order if saved).
+pub fn from_bytes_with(bytes: &[u8]) -> Result<(SavedModel, Extras), String> {
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -226,18 +266,26 @@ pub fn from_bytes(bytes: &[u8]) -> Result<SavedModel, String> {
         })?;
         layers.push(layer);
     }
-    if let Some(extra) = tensors
-        .names()
-        .into_iter()
-        .find(|n| !expected_names.iter().any(|e| e == n))
-    {
+    let order = match tensors.tensor(ORDER_TENSOR) {
+        Ok(view) if view.dtype() == Dtype::U32 && view.shape().len() == 1 => Some(
+            view.data()
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        Ok(_) => return Err(format!("tensor `{ORDER_TENSOR}` is not a list of U32")),
+        Err(_) => None,
+    };
+    let known = |n: &str| n == ORDER_TENSOR || expected_names.iter().any(|e| e == n);
+    if let Some(extra) = tensors.names().into_iter().find(|n| !known(n)) {
         return Err(format!(
             "tensor `{extra}` belongs to no layer of the architecture"
         ));
     }
-    Ok(SavedModel {
+    let model = SavedModel {
         network: Network::new(layers),
         preprocessing,
         training,
-    })
+    };
+    Ok((model, Extras { metadata, order }))
 }

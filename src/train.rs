@@ -23,14 +23,31 @@ pub enum Batching {
 }
 
 /// Vanilla SGD: `θ ← θ - lr · dL/dθ`, with a buffer for gathering shuffled batches.
+///
+/// An epoch can be run in one call ([`Sgd::epoch`]), or started ([`Sgd::start_epoch`]) and run
+/// until done or asked to stop ([`Sgd::run_epoch`]); [`Sgd::progress`] and [`Sgd::restore`] save
+/// and restore where an epoch stands, so that an interrupted run can continue exactly.
 pub struct Sgd {
     /// The learning rate.
     pub lr: f32,
     /// Full batch or minibatches.
     pub batching: Batching,
-    order: Vec<usize>,
+    progress: EpochProgress,
     batch_images: Array2<f32>,
     batch_labels: Vec<u8>,
+}
+
+/// Where an epoch stands.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochProgress {
+    /// The epoch's order of the training examples (empty for full batch).
+    pub order: Vec<u32>,
+    /// Examples already used this epoch.
+    pub done: usize,
+    /// Sum over those examples of their loss.
+    pub total_loss: f64,
+    /// How many of them were classified correctly.
+    pub correct: usize,
 }
 
 /// Training loss and accuracy over one epoch, measured on each batch before its update.
@@ -56,7 +73,7 @@ impl Sgd {
         Sgd {
             lr,
             batching,
-            order: Vec::new(),
+            progress: EpochProgress::default(),
             batch_images: Array2::zeros((0, 0)),
             batch_labels: Vec::new(),
         }
@@ -69,49 +86,83 @@ impl Sgd {
         network: &mut Network,
         data: &Dataset,
         rng: &mut impl Rng,
-        mut on_batch: impl FnMut(usize, usize, f64),
+        on_batch: impl FnMut(usize, usize, f64),
     ) -> EpochStats {
-        let n = data.len();
+        self.start_epoch(data.len(), rng);
+        self.run_epoch(network, data, || false, on_batch)
+            .expect("never asked to stop")
+    }
+
+    /// Begins an epoch over `n` examples: with minibatches, draws their order from `rng`.
+    pub fn start_epoch(&mut self, n: usize, rng: &mut impl Rng) {
         assert!(n > 0, "Sgd: empty training set");
-        let batch_size = match self.batching {
-            Batching::Mini(size) if size < n => size,
-            _ => {
-                // Full batch: the whole set in its stored order (order does not change a sum).
-                let stats = network.train_step(data.images.view(), &data.labels, self.lr);
-                on_batch(n, n, stats.loss);
-                return EpochStats {
-                    loss: stats.loss,
-                    accuracy: stats.correct as f64 / n as f64,
-                };
-            }
-        };
-        self.order.clear();
-        self.order.extend(0..n);
-        self.order.shuffle(rng);
-        let lr = self.lr;
-        let (mut total_loss, mut correct) = (0.0, 0);
-        for start in (0..n).step_by(batch_size) {
-            let end = (start + batch_size).min(n);
-            let (images, labels) = self.gather(data, start, end);
-            let stats = network.train_step(images, labels, lr);
-            total_loss += stats.loss * (end - start) as f64;
-            correct += stats.correct;
-            on_batch(end, n, stats.loss);
+        self.progress = EpochProgress::default();
+        if self.batch_size(n) < n {
+            self.progress.order.extend(0..n as u32);
+            self.progress.order.shuffle(rng);
         }
-        EpochStats {
-            loss: total_loss / n as f64,
-            accuracy: correct as f64 / n as f64,
+    }
+
+    /// Runs the rest of the current epoch, checking `stop()` after every update. Returns the
+    /// epoch's statistics, or `None` if stopped before its end (then [`Sgd::progress`] says where).
+    pub fn run_epoch(
+        &mut self,
+        network: &mut Network,
+        data: &Dataset,
+        stop: impl Fn() -> bool,
+        mut on_batch: impl FnMut(usize, usize, f64),
+    ) -> Option<EpochStats> {
+        let n = data.len();
+        let batch_size = self.batch_size(n);
+        let lr = self.lr;
+        while self.progress.done < n {
+            let (start, end) = (self.progress.done, (self.progress.done + batch_size).min(n));
+            let stats = if batch_size < n {
+                let (images, labels) = self.gather(data, start, end);
+                network.train_step(images, labels, lr)
+            } else {
+                // Full batch: the whole set in its stored order (order does not change a sum).
+                network.train_step(data.images.view(), &data.labels, lr)
+            };
+            self.progress.done = end;
+            self.progress.total_loss += stats.loss * (end - start) as f64;
+            self.progress.correct += stats.correct;
+            on_batch(end, n, stats.loss);
+            if end < n && stop() {
+                return None;
+            }
+        }
+        Some(EpochStats {
+            loss: self.progress.total_loss / n as f64,
+            accuracy: self.progress.correct as f64 / n as f64,
+        })
+    }
+
+    /// Where the current epoch stands.
+    pub fn progress(&self) -> &EpochProgress {
+        &self.progress
+    }
+
+    /// Continues an epoch from where `progress` says it stood.
+    pub fn restore(&mut self, progress: EpochProgress) {
+        self.progress = progress;
+    }
+
+    fn batch_size(&self, n: usize) -> usize {
+        match self.batching {
+            Batching::Mini(size) => size.min(n),
+            Batching::Full => n,
         }
     }
 
     /// Copies the examples `order[start..end]` into the batch buffers.
     fn gather(&mut self, data: &Dataset, start: usize, end: usize) -> (ArrayView2<'_, f32>, &[u8]) {
-        let indices = &self.order[start..end];
+        let indices = &self.progress.order[start..end];
         ensure_shape(&mut self.batch_images, indices.len(), data.images.ncols());
         self.batch_labels.clear();
         for (mut row, &i) in self.batch_images.rows_mut().into_iter().zip(indices) {
-            row.assign(&data.images.row(i));
-            self.batch_labels.push(data.labels[i]);
+            row.assign(&data.images.row(i as usize));
+            self.batch_labels.push(data.labels[i as usize]);
         }
         (self.batch_images.view(), &self.batch_labels)
     }

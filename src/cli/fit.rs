@@ -2,6 +2,7 @@
 //! report, and the final evaluation.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -13,8 +14,9 @@ use mnist_nn::data::{Mnist, Regime};
 use mnist_nn::model::{self, Training};
 
 use super::plot::plot_curves;
+use mnist_nn::checkpoint;
 use mnist_nn::network::Network;
-use mnist_nn::train::{Batching, Sgd};
+use mnist_nn::train::{Batching, EpochProgress, Sgd};
 use mnist_nn::SeededRng;
 
 /// Everything a training run needs besides the network.
@@ -43,6 +45,36 @@ pub struct Run<'a> {
     pub plot: Option<&'a Path>,
     /// How the model was trained, for the saved file.
     pub record: Training,
+    /// Where Ctrl-C and `--checkpoint-every` write the checkpoint.
+    pub checkpoint: &'a Path,
+    /// Write a checkpoint every this many epochs.
+    pub checkpoint_every: Option<usize>,
+    /// Where a resumed run starts: epochs done and the progress of the next one.
+    pub resume: Option<(usize, EpochProgress)>,
+}
+
+/// The error of a run stopped by Ctrl-C after writing its checkpoint (exit status 130).
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Set by Ctrl-C; the training loop checks it after every update.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// On the first Ctrl-C, ask the training loop to stop after its current step; on a second, quit.
+fn catch_ctrl_c() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
 }
 
 /// One epoch's figures, as written by `--metrics`.
@@ -63,6 +95,14 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
     print_configuration(network, run);
 
     let mut sgd = Sgd::new(run.lr, run.batching);
+    let (first_epoch, mut resume_progress) = match &run.resume {
+        Some((done, progress)) => {
+            check_progress(progress, n_train)?;
+            (done + 1, (progress.done > 0).then(|| progress.clone()))
+        }
+        None => (1, None),
+    };
+    catch_ctrl_c();
     let bar = progress_bar(
         (run.epochs * n_train) as u64,
         "{elapsed_precise} [{bar:30}] {percent:>3}% eta {eta} {msg}",
@@ -70,17 +110,42 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
     let width = run.epochs.to_string().len();
     let mut records = Vec::with_capacity(run.epochs);
     let start = Instant::now();
-    for epoch in 1..=run.epochs {
+    for epoch in first_epoch..=run.epochs {
         let epoch_start = Instant::now();
-        let stats = sgd.epoch(network, &mnist.train, rng, |done, _, loss| {
-            bar.set_position(((epoch - 1) * n_train + done) as u64);
-            bar.set_message(format!("epoch {epoch}/{} loss {loss:.4}", run.epochs));
-        });
-        if !stats.loss.is_finite() {
+        // The last finite state, to save if this epoch diverges.
+        let before = run
+            .save
+            .map(|_| model::to_bytes(network, &mnist.preprocessing, &run.record));
+        match resume_progress.take() {
+            Some(progress) => sgd.restore(progress),
+            None => sgd.start_epoch(n_train, rng),
+        }
+        let outcome = sgd.run_epoch(
+            network,
+            &mnist.train,
+            || STOP.load(Ordering::SeqCst),
+            |done, _, loss| {
+                bar.set_position(((epoch - 1) * n_train + done) as u64);
+                bar.set_message(format!("epoch {epoch}/{} loss {loss:.4}", run.epochs));
+            },
+        );
+        let Some(stats) = outcome else {
+            bar.abandon();
+            return interrupt(network, run, epoch - 1, sgd.progress(), rng, &records);
+        };
+        if diverged(stats.loss) {
             bar.abandon();
             write_metrics(run, &records)?;
+            if let (Some(path), Some(bytes)) = (run.save, before) {
+                write_atomically(path, &bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "saved the last finite state (before epoch {epoch}) to {}",
+                    path.display()
+                );
+            }
             bail!(
-                "training diverged at epoch {epoch}: the loss is {}. Try a smaller learning rate than {}.",
+                "training diverged at epoch {epoch}: the loss is {:.4e}. Try a smaller learning rate than {}.",
                 stats.loss,
                 run.lr
             );
@@ -125,6 +190,20 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
                 )
             });
         }
+        if run.checkpoint_every.is_some_and(|every| epoch % every == 0) && epoch < run.epochs {
+            write_checkpoint(network, run, epoch, &EpochProgress::default(), rng)?;
+        }
+        if STOP.load(Ordering::SeqCst) && epoch < run.epochs {
+            bar.abandon();
+            return interrupt(
+                network,
+                run,
+                epoch,
+                &EpochProgress::default(),
+                rng,
+                &records,
+            );
+        }
     }
     bar.finish_and_clear();
     write_metrics(run, &records)?;
@@ -147,6 +226,66 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
         println!("saved the model to {}", path.display());
     }
     println!("test accuracy: {:.4}", test.accuracy);
+    Ok(())
+}
+
+/// Mean cross-entropy starts near ln 10 ≈ 2.3. Beyond this, the network gives the right digits a
+/// probability below e^-1000: the run has blown up, even if the numbers are still finite.
+const DIVERGED_LOSS: f64 = 1000.0;
+
+fn diverged(loss: f64) -> bool {
+    !loss.is_finite() || loss > DIVERGED_LOSS
+}
+
+/// Writes the checkpoint and the metrics so far, says how to continue, and stops the run.
+fn interrupt(
+    network: &Network,
+    run: &Run,
+    epochs_done: usize,
+    progress: &EpochProgress,
+    rng: &SeededRng,
+    records: &[EpochRecord],
+) -> Result<()> {
+    write_checkpoint(network, run, epochs_done, progress, rng)?;
+    write_metrics(run, records)?;
+    eprintln!(
+        "interrupted after {epochs_done} epochs and {} examples of the next: checkpoint written to {}\n\
+         continue with the same command and --resume {}",
+        progress.done,
+        run.checkpoint.display(),
+        run.checkpoint.display()
+    );
+    Err(Interrupted.into())
+}
+
+fn write_checkpoint(
+    network: &Network,
+    run: &Run,
+    epochs_done: usize,
+    progress: &EpochProgress,
+    rng: &SeededRng,
+) -> Result<()> {
+    let preprocessing = &run.mnist.preprocessing;
+    checkpoint::save(
+        run.checkpoint,
+        network,
+        preprocessing,
+        &run.record,
+        epochs_done,
+        progress,
+        rng,
+    )?;
+    Ok(())
+}
+
+/// A checkpoint's progress must fit this training set.
+fn check_progress(progress: &EpochProgress, n: usize) -> Result<()> {
+    let order_fits = progress.order.is_empty()
+        || (progress.order.len() == n && progress.order.iter().all(|&i| (i as usize) < n));
+    let mid_epoch = progress.done > 0 && progress.done < n;
+    if progress.done > n || !order_fits || (mid_epoch && progress.order.len() != n) {
+        bail!("the checkpoint's position does not fit a training set of {n} examples");
+    }
     Ok(())
 }
 

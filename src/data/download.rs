@@ -84,12 +84,15 @@ pub fn download_mnist(
                     saved = true;
                     break;
                 }
+                Err(DataError::Download { url, message }) => {
+                    failures.push(format!("{url}: {message}"))
+                }
                 Err(e) => failures.push(e.to_string()),
             }
         }
         if !saved {
             return Err(DataError::Download {
-                url: file,
+                url: format!("{file} (every mirror)"),
                 message: failures.join("; "),
             });
         }

@@ -1,0 +1,238 @@
+//! Interruption, resumption and divergence: nothing a user saved is lost or half-written.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{mnist_dir, run, stderr, stdout};
+use mnist_nn::model;
+
+const RUN: [&str; 12] = [
+    "train",
+    "--hidden",
+    "64",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.05",
+    "--seed",
+    "4",
+    "--log-every=1",
+];
+
+/// Every tensor of a saved model, in layer order.
+fn weights(path: &Path) -> Vec<Vec<f32>> {
+    let saved = model::load(path).unwrap();
+    saved
+        .network
+        .layers()
+        .iter()
+        .flat_map(|l| l.export())
+        .map(|t| t.values)
+        .collect()
+}
+
+fn args_with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args: Vec<&str> = RUN.to_vec();
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_resuming_gives_the_same_weights_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = mnist_dir();
+    let data = data.to_str().unwrap();
+    let (full, resumed, checkpoint) = (
+        path("full.safetensors"),
+        path("resumed.safetensors"),
+        path("ck.safetensors"),
+    );
+
+    let uninterrupted = run(
+        &args_with(&["--save", &full, "--data-dir", data]),
+        &[],
+        None,
+    );
+    assert!(uninterrupted.status.success(), "{}", stderr(&uninterrupted));
+
+    // The same run, interrupted by SIGINT once its first epoch is reported.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mnist-nn"))
+        .args(args_with(&[
+            "--save",
+            &resumed,
+            "--checkpoint",
+            &checkpoint,
+            "--data-dir",
+            data,
+        ]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the run ended before its first epoch")
+            .unwrap();
+        if line.starts_with("epoch 1/3") {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("checkpoint written to") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&resumed).exists(),
+        "the final model must not exist yet"
+    );
+
+    let continued = run(
+        &args_with(&[
+            "--save",
+            &resumed,
+            "--resume",
+            &checkpoint,
+            "--data-dir",
+            data,
+        ]),
+        &[],
+        None,
+    );
+    assert!(continued.status.success(), "{}", stderr(&continued));
+    assert!(
+        stdout(&continued).contains("resuming from"),
+        "{}",
+        stdout(&continued)
+    );
+    assert_eq!(
+        weights(Path::new(&full)),
+        weights(Path::new(&resumed)),
+        "resumed weights differ"
+    );
+    assert_eq!(
+        stdout(&uninterrupted).lines().last(),
+        stdout(&continued).lines().last(),
+        "different test accuracy"
+    );
+}
+
+#[test]
+fn periodic_checkpoints_resume_exactly_and_other_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = mnist_dir();
+    let data = data.to_str().unwrap();
+    let (full, resumed, checkpoint) = (
+        path("full.safetensors"),
+        path("resumed.safetensors"),
+        path("ck.safetensors"),
+    );
+    let output = run(
+        &args_with(&[
+            "--save",
+            &full,
+            "--checkpoint",
+            &checkpoint,
+            "--checkpoint-every",
+            "1",
+            "--data-dir",
+            data,
+        ]),
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // The last checkpoint was written after epoch 2 of 3.
+    let continued = run(
+        &args_with(&[
+            "--save",
+            &resumed,
+            "--resume",
+            &checkpoint,
+            "--data-dir",
+            data,
+        ]),
+        &[],
+        None,
+    );
+    assert!(
+        stdout(&continued).contains("after 2 epochs"),
+        "{}",
+        stdout(&continued)
+    );
+    assert_eq!(weights(Path::new(&full)), weights(Path::new(&resumed)));
+
+    let mut other = args_with(&["--resume", &checkpoint, "--data-dir", data]);
+    other[8] = "0.1"; // --lr
+    let refused = run(&other, &[], None);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("resume with the same settings"),
+        "{}",
+        stderr(&refused)
+    );
+    let not_a_checkpoint = run(
+        &args_with(&["--resume", &full, "--data-dir", data]),
+        &[],
+        None,
+    );
+    assert!(
+        stderr(&not_a_checkpoint).contains("not a checkpoint"),
+        "{}",
+        stderr(&not_a_checkpoint)
+    );
+}
+
+#[test]
+fn divergence_stops_at_once_and_keeps_the_last_finite_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("model.safetensors");
+    let data = mnist_dir();
+    let output = run(
+        &[
+            "train",
+            "--hidden",
+            "64",
+            "--epochs",
+            "50",
+            "--batch-size",
+            "32",
+            "--lr",
+            "50",
+            "--save",
+            saved.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("training diverged at epoch 1") && err.contains("smaller learning rate"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let values = weights(&saved);
+    assert!(
+        values.iter().flatten().all(|v| v.is_finite()),
+        "the saved model is not finite"
+    );
+}
