@@ -117,9 +117,24 @@ impl ConvShape {
             .ok_or("the kernel's span overflows")?;
         let padded = |size: usize| size.checked_add(2usize.checked_mul(self.padding)?);
         match (padded(self.height), padded(self.width)) {
-            (Some(h), Some(w)) if h > span && w > span => Ok(()),
-            (Some(_), Some(_)) => Err("the dilated kernel is larger than the padded image".into()),
-            _ => Err("the padding overflows".into()),
+            (Some(h), Some(w)) if h > span && w > span => {}
+            (Some(_), Some(_)) => return Err("the dilated kernel is larger than the padded image".into()),
+            _ => return Err("the padding overflows".into()),
+        }
+        // Every size the layer computes must fit in memory's address range.
+        let out = |size: usize| (size + 2 * self.padding - span - 1) / self.stride + 1;
+        let sizes = [
+            [self.in_channels, self.height, self.width],
+            [self.out_channels, out(self.height), out(self.width)],
+            [self.in_channels, self.kernel, self.kernel],
+        ];
+        let fits = sizes
+            .iter()
+            .all(|dims| dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n < 1 << 40));
+        if fits {
+            Ok(())
+        } else {
+            Err("the layer is too large".into())
         }
     }
 

@@ -82,6 +82,17 @@ impl LayerSpec {
         }
     }
 
+    /// How many numbers the layer saves (parameters and running statistics), if countable.
+    /// Call [`output_features`](Self::output_features) first.
+    pub fn saved_values(&self) -> Option<usize> {
+        match *self {
+            LayerSpec::Linear { inputs, outputs, .. } => inputs.checked_mul(outputs)?.checked_add(outputs),
+            LayerSpec::ReLU | LayerSpec::Flatten { .. } => Some(0),
+            LayerSpec::BatchNorm1d { features } => features.checked_mul(4),
+            LayerSpec::Conv2d(shape) => shape.taps().checked_mul(shape.out_channels)?.checked_add(shape.out_channels),
+        }
+    }
+
     /// A layer of this kind and size with zero parameters (to be filled by [`Layer::import`]).
     /// Call [`output_features`](Self::output_features) first: an invalid spec panics here.
     pub fn build(&self) -> Box<dyn Layer> {
