@@ -235,9 +235,9 @@ pub fn from_bytes_with(bytes: &[u8]) -> Result<(SavedModel, Extras), String> {
     }
 
     // A file must hold every value its architecture needs: this bounds what loading allocates.
-    let needed = specs
-        .iter()
-        .try_fold(0usize, |total, spec| total.checked_add(spec.saved_values()?));
+    let needed = specs.iter().try_fold(0usize, |total, spec| {
+        total.checked_add(spec.saved_values()?)
+    });
     if needed.is_none_or(|values| values.saturating_mul(4) > bytes.len()) {
         return Err(format!(
             "the architecture needs more values than the file's {} bytes can hold",

@@ -602,3 +602,148 @@ fn the_one_hidden_layer_example_learns() {
         stdout(&output)
     );
 }
+
+#[test]
+fn every_kind_of_bad_data_file_is_refused_with_its_name_and_problem() {
+    let real = real_files();
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut bytes = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        bytes.extend_from_slice(data);
+        gzip(&bytes)
+    };
+    let mut labels = gunzip(&real["t10k-labels-idx1-ubyte.gz"]);
+    labels[8 + 17] = 11;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "t10k-labels-idx1-ubyte.gz",
+            gzip(&labels),
+            "label 11 at position 17 is not a digit 0-9",
+        ),
+        (
+            "t10k-images-idx3-ubyte.gz",
+            idx(&[10000, 28, 27], &vec![0; 10000 * 28 * 27]),
+            "expected images of shape (count, 28, 28)",
+        ),
+        (
+            "t10k-labels-idx1-ubyte.gz",
+            idx(&[10000, 1], &[0; 10000]),
+            "expected a 1-dimensional label file",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, content) in &real {
+            std::fs::write(dir.path().join(file), content).unwrap();
+        }
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        let output = run(
+            &["show", "0", "--data-dir", dir.path().to_str().unwrap()],
+            &[],
+            None,
+        );
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{name}: accepted");
+        assert!(
+            err.contains(expected) && err.contains(name),
+            "{name}: expected {expected:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+
+    let line = |label: &str, pixel: &str| {
+        let mut fields = vec![label.to_string()];
+        fields.extend(std::iter::repeat_n(pixel.to_string(), 784));
+        fields.join(",") + "\n"
+    };
+    let good = line("3", "0");
+    let csv_cases: Vec<(String, &str)> = vec![
+        (
+            format!("{good}{}", "1,2,3\n"),
+            "line 2: expected 785 comma-separated values",
+        ),
+        (
+            format!("{good}{}", line("4", "x")),
+            "line 2: 'x' in column 2 is not a whole number",
+        ),
+        (
+            format!("{good}{}", line("4", "300")),
+            "line 2: value 300 in column 2 is above 255",
+        ),
+        (
+            format!("{good}{}", line("10", "0")),
+            "line 2: value 10 in column 1 is above 9",
+        ),
+    ];
+    for (text, expected) in csv_cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mnist_train.csv"), &text).unwrap();
+        std::fs::write(dir.path().join("mnist_test.csv"), &good).unwrap();
+        let output = run(
+            &["show", "0", "--data-dir", dir.path().to_str().unwrap()],
+            &[],
+            None,
+        );
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{expected}: accepted");
+        assert!(
+            err.contains("mnist_train.csv") && err.contains(expected),
+            "expected {expected:?} in {err}"
+        );
+    }
+}
+
+#[test]
+fn broken_model_files_are_refused_by_every_command_that_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let data = data.to_str().unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    let network = mnist_nn::experiments::find("mlp")
+        .unwrap()
+        .build(&mut mnist_nn::seeded_rng(1));
+    let training = mnist_nn::model::Training {
+        command: "test".into(),
+        epochs: 1,
+        lr: 0.1,
+        batch_size: None,
+        seed: 0,
+        init: None,
+    };
+    let bytes = mnist_nn::model::to_bytes(
+        &network,
+        &mnist_nn::data::Preprocessing::Scale255,
+        &training,
+    );
+    std::fs::write(&truncated, &bytes[..bytes.len() - 100]).unwrap();
+    let foreign = dir.path().join("foreign.safetensors");
+    std::fs::write(
+        &foreign,
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}        ",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    for (file, expected) in [
+        (&truncated, "not a safetensors file"),
+        (&foreign, "not a safetensors file"),
+        (&missing, "No such file"),
+    ] {
+        let file = file.to_str().unwrap();
+        for args in [
+            vec!["eval", "--model", file, "--data-dir", data],
+            vec!["train", "--from", file, "--data-dir", data],
+            vec!["experiment", "mlp", "--resume", file, "--data-dir", data],
+        ] {
+            let output = run(&args, &[], None);
+            let err = stderr(&output);
+            assert!(!output.status.success(), "{args:?} accepted");
+            assert!(
+                err.contains(expected) && err.contains(file),
+                "{args:?}: expected {expected:?} in {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}

@@ -118,7 +118,9 @@ impl ConvShape {
         let padded = |size: usize| size.checked_add(2usize.checked_mul(self.padding)?);
         match (padded(self.height), padded(self.width)) {
             (Some(h), Some(w)) if h > span && w > span => {}
-            (Some(_), Some(_)) => return Err("the dilated kernel is larger than the padded image".into()),
+            (Some(_), Some(_)) => {
+                return Err("the dilated kernel is larger than the padded image".into())
+            }
             _ => return Err("the padding overflows".into()),
         }
         // Every size the layer computes must fit in memory's address range.
@@ -128,9 +130,11 @@ impl ConvShape {
             [self.out_channels, out(self.height), out(self.width)],
             [self.in_channels, self.kernel, self.kernel],
         ];
-        let fits = sizes
-            .iter()
-            .all(|dims| dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).is_some_and(|n| n < 1 << 40));
+        let fits = sizes.iter().all(|dims| {
+            dims.iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .is_some_and(|n| n < 1 << 40)
+        });
         if fits {
             Ok(())
         } else {

@@ -86,10 +86,15 @@ impl LayerSpec {
     /// Call [`output_features`](Self::output_features) first.
     pub fn saved_values(&self) -> Option<usize> {
         match *self {
-            LayerSpec::Linear { inputs, outputs, .. } => inputs.checked_mul(outputs)?.checked_add(outputs),
+            LayerSpec::Linear {
+                inputs, outputs, ..
+            } => inputs.checked_mul(outputs)?.checked_add(outputs),
             LayerSpec::ReLU | LayerSpec::Flatten { .. } => Some(0),
             LayerSpec::BatchNorm1d { features } => features.checked_mul(4),
-            LayerSpec::Conv2d(shape) => shape.taps().checked_mul(shape.out_channels)?.checked_add(shape.out_channels),
+            LayerSpec::Conv2d(shape) => shape
+                .taps()
+                .checked_mul(shape.out_channels)?
+                .checked_add(shape.out_channels),
         }
     }
 
