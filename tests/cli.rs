@@ -45,6 +45,28 @@ fn file_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Puts the real MNIST files in a folder, replaces `name` by `bytes`, and checks that reading the
+/// folder fails with a message naming the file and containing `expected`.
+fn assert_refused(real: &HashMap<String, Vec<u8>>, name: &str, bytes: Vec<u8>, expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, content) in real {
+        std::fs::write(dir.path().join(file), content).unwrap();
+    }
+    std::fs::write(dir.path().join(name), bytes).unwrap();
+    let output = run(
+        &["show", "0", "--data-dir", dir.path().to_str().unwrap()],
+        &[],
+        None,
+    );
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{name}: broken file accepted");
+    assert!(
+        err.contains(expected) && err.contains(name),
+        "{name}: expected {expected:?} in {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// The value on the line `test accuracy: X`, which must be the last line printed.
 fn final_test_accuracy(out: &str) -> f64 {
     let last = out.lines().last().unwrap_or_default();
@@ -235,29 +257,7 @@ fn broken_data_files_are_named_in_the_error() {
         ),
     ];
     for (name, bytes, expected) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        for (file, content) in &real {
-            std::fs::write(dir.path().join(file), content).unwrap();
-        }
-        std::fs::write(dir.path().join(name), bytes).unwrap();
-        let output = run(
-            &[
-                "train",
-                "--epochs",
-                "1",
-                "--data-dir",
-                dir.path().to_str().unwrap(),
-            ],
-            &[],
-            None,
-        );
-        let err = stderr(&output);
-        assert!(!output.status.success(), "{name}: broken file accepted");
-        assert!(
-            err.contains(expected) && err.contains(name),
-            "{name}: expected {expected:?} in {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
+        assert_refused(&real, name, bytes, expected);
     }
 }
 
@@ -634,23 +634,7 @@ fn every_kind_of_bad_data_file_is_refused_with_its_name_and_problem() {
         ),
     ];
     for (name, bytes, expected) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        for (file, content) in &real {
-            std::fs::write(dir.path().join(file), content).unwrap();
-        }
-        std::fs::write(dir.path().join(name), bytes).unwrap();
-        let output = run(
-            &["show", "0", "--data-dir", dir.path().to_str().unwrap()],
-            &[],
-            None,
-        );
-        let err = stderr(&output);
-        assert!(!output.status.success(), "{name}: accepted");
-        assert!(
-            err.contains(expected) && err.contains(name),
-            "{name}: expected {expected:?} in {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
+        assert_refused(&real, name, bytes, expected);
     }
 
     let line = |label: &str, pixel: &str| {

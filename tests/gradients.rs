@@ -1,5 +1,8 @@
 //! Every backward pass against finite differences.
 
+mod common;
+
+use common::random_matrix;
 use mnist_nn::gradcheck::{check_layer, check_network, compare, Tolerance};
 use mnist_nn::init::Init;
 use mnist_nn::layers::{Layer, Linear, ReLU};
@@ -7,12 +10,6 @@ use mnist_nn::loss::SoftmaxCrossEntropy;
 use mnist_nn::network::Network;
 use mnist_nn::seeded_rng;
 use ndarray::Array2;
-use rand::Rng;
-use rand_distr::StandardNormal;
-
-fn random_matrix(rows: usize, cols: usize, rng: &mut impl Rng) -> Array2<f32> {
-    Array2::from_shape_simple_fn((rows, cols), || rng.sample(StandardNormal))
-}
 
 #[test]
 fn linear_backward_matches_finite_differences() {

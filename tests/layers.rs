@@ -1,15 +1,12 @@
 //! Layers' forward passes against direct definitions.
 
+mod common;
+
+use common::random_matrix;
 use mnist_nn::init::Init;
 use mnist_nn::layers::{BatchNorm1d, Conv2d, ConvShape, Layer};
 use mnist_nn::seeded_rng;
 use ndarray::{Array1, Array2};
-use rand::Rng;
-use rand_distr::StandardNormal;
-
-fn random_matrix(rows: usize, cols: usize, rng: &mut impl Rng) -> Array2<f32> {
-    Array2::from_shape_simple_fn((rows, cols), || rng.sample(StandardNormal))
-}
 
 /// The convolution of the definition, with nested loops over every output value and tap.
 fn direct_convolution(

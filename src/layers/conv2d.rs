@@ -35,7 +35,9 @@
 use ndarray::{linalg::general_mat_mul, s, Array1, Array2, ArrayView2, Zip};
 use rand::Rng;
 
-use super::{check_features, ensure_shape, Layer, LayerSpec, Param, Tensor, TensorSource};
+use super::{
+    check_features, ensure_shape, weight_and_bias, Layer, LayerSpec, Param, Tensor, TensorSource,
+};
 use crate::init::Init;
 
 /// The shape of a convolution: channels, image size, kernel, stride, padding, dilation.
@@ -362,18 +364,12 @@ impl Layer for Conv2d {
     }
 
     fn params(&mut self) -> Vec<Param<'_>> {
-        vec![
-            Param {
-                name: "weight",
-                value: self.weight.as_slice_mut().expect("standard layout"),
-                grad: self.grad_weight.as_slice().expect("standard layout"),
-            },
-            Param {
-                name: "bias",
-                value: self.bias.as_slice_mut().expect("standard layout"),
-                grad: self.grad_bias.as_slice().expect("standard layout"),
-            },
-        ]
+        weight_and_bias(
+            &mut self.weight,
+            &self.grad_weight,
+            &mut self.bias,
+            &self.grad_bias,
+        )
     }
 
     fn set_input_grad_needed(&mut self, needed: bool) {

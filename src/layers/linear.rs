@@ -21,7 +21,9 @@
 use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
 
-use super::{check_features, ensure_shape, Layer, LayerSpec, Param, Tensor, TensorSource};
+use super::{
+    check_features, ensure_shape, weight_and_bias, Layer, LayerSpec, Param, Tensor, TensorSource,
+};
 use crate::init::Init;
 
 /// `Y = X·W + b` with a weight matrix `W: (in, out)` and a vector bias `b: (out)`.
@@ -148,18 +150,12 @@ impl Layer for Linear {
     }
 
     fn params(&mut self) -> Vec<Param<'_>> {
-        vec![
-            Param {
-                name: "weight",
-                value: self.weight.as_slice_mut().expect("standard layout"),
-                grad: self.grad_weight.as_slice().expect("standard layout"),
-            },
-            Param {
-                name: "bias",
-                value: self.bias.as_slice_mut().expect("standard layout"),
-                grad: self.grad_bias.as_slice().expect("standard layout"),
-            },
-        ]
+        weight_and_bias(
+            &mut self.weight,
+            &self.grad_weight,
+            &mut self.bias,
+            &self.grad_bias,
+        )
     }
 
     fn set_input_grad_needed(&mut self, needed: bool) {

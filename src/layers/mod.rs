@@ -78,6 +78,27 @@ pub trait Layer: Send {
 /// Where [`Layer::import`] gets a tensor by name and expected shape.
 pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, String> + 'a;
 
+/// The two parameters of a layer with a weight matrix and a bias vector.
+pub(crate) fn weight_and_bias<'a>(
+    weight: &'a mut Array2<f32>,
+    grad_weight: &'a Array2<f32>,
+    bias: &'a mut ndarray::Array1<f32>,
+    grad_bias: &'a ndarray::Array1<f32>,
+) -> Vec<Param<'a>> {
+    vec![
+        Param {
+            name: "weight",
+            value: weight.as_slice_mut().expect("standard layout"),
+            grad: grad_weight.as_slice().expect("standard layout"),
+        },
+        Param {
+            name: "bias",
+            value: bias.as_slice_mut().expect("standard layout"),
+            grad: grad_bias.as_slice().expect("standard layout"),
+        },
+    ]
+}
+
 /// Makes `buffer` a `(rows, cols)` matrix, reallocating only when the shape changes: buffers then
 /// live across batches, and a training loop allocates only when the batch size changes.
 pub(crate) fn ensure_shape(buffer: &mut Array2<f32>, rows: usize, cols: usize) {

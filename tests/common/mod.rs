@@ -29,6 +29,11 @@ pub fn mnist_dir() -> PathBuf {
         })
 }
 
+/// A `(rows, cols)` matrix of standard normal draws.
+pub fn random_matrix(rows: usize, cols: usize, rng: &mut impl rand::Rng) -> ndarray::Array2<f32> {
+    ndarray::Array2::from_shape_simple_fn((rows, cols), || rng.sample(rand_distr::StandardNormal))
+}
+
 /// Runs `mnist-nn` with `args` and the given extra environment, in `cwd`.
 pub fn run(args: &[&str], env: &[(&str, &str)], cwd: Option<&std::path::Path>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-nn"));
