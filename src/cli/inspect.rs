@@ -7,9 +7,11 @@ use clap::Args;
 
 use mnist_nn::atomic::write_atomically;
 use mnist_nn::data::CLASSES;
+use mnist_nn::loss::{argmax, loss_and_correct};
 use mnist_nn::{draw, model};
 
 use super::fetch::load_raw_mnist;
+use super::fit::progress_bar;
 
 #[derive(Args)]
 pub struct ShowArgs {
@@ -103,8 +105,37 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         test.len()
     );
 
-    let result = network.evaluate(test.images.view(), &test.labels);
-    let predictions = network.predict(test.images.view());
+    // Evaluate in chunks, under a progress bar.
+    const CHUNK: usize = 500;
+    let bar = progress_bar(
+        test.len() as u64,
+        "evaluating [{bar:30}] {pos}/{len} images",
+    );
+    let (mut total_loss, mut predictions) = (0.0, Vec::with_capacity(test.len()));
+    for start in (0..test.len()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(test.len());
+        let images = test.images.slice(ndarray::s![start..end, ..]);
+        let logits = network.forward(images, false);
+        total_loss +=
+            loss_and_correct(logits, &test.labels[start..end]).loss * (end - start) as f64;
+        predictions.extend(
+            logits
+                .rows()
+                .into_iter()
+                .map(|row| argmax(row.iter().copied()) as u8),
+        );
+        bar.set_position(end as u64);
+    }
+    bar.finish_and_clear();
+    let correct = predictions
+        .iter()
+        .zip(&test.labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let (loss, accuracy) = (
+        total_loss / test.len() as f64,
+        correct as f64 / test.len() as f64,
+    );
     let mut confusion = [[0usize; CLASSES]; CLASSES];
     for (&truth, &predicted) in test.labels.iter().zip(&predictions) {
         confusion[truth as usize][predicted as usize] += 1;
@@ -163,7 +194,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 .count()
         );
     }
-    println!("test loss: {:.4}", result.loss);
-    println!("test accuracy: {:.4}", result.accuracy);
+    println!("test loss: {loss:.4}");
+    println!("test accuracy: {accuracy:.4}");
     Ok(())
 }
