@@ -146,14 +146,18 @@ mod tests {
             .collect();
         let inked_rows = row_ink.iter().filter(|&&v| v > 0).count();
         assert!((19..=21).contains(&inked_rows), "{inked_rows} rows of ink");
-        // The stroke is centred: the heaviest column is 13 or 14.
-        let heaviest = column_ink
+        // The stroke is centred: its centre of mass is at 14 (the middle of the 28 columns).
+        let mass: u32 = column_ink.iter().sum();
+        let centre = column_ink
             .iter()
             .enumerate()
-            .max_by_key(|(_, &v)| v)
-            .unwrap()
-            .0;
-        assert!((13..=14).contains(&heaviest), "heaviest column {heaviest}");
+            .map(|(x, &v)| (x as f64 + 0.5) * v as f64)
+            .sum::<f64>()
+            / mass as f64;
+        assert!(
+            (centre - 14.0).abs() <= 0.5,
+            "centre of mass at column {centre}"
+        );
         assert_eq!(pixels[0], 0, "background is zero");
     }
 
