@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::random_matrix;
+use common::{conv_shape, random_matrix};
 use mnist_nn::gradcheck::{check_layer, check_network, compare, Tolerance};
 use mnist_nn::init::Init;
 use mnist_nn::layers::{Layer, Linear, ReLU};
@@ -132,7 +132,7 @@ fn batchnorm_backward_matches_finite_differences_in_training_mode() {
 
 #[test]
 fn conv2d_backward_matches_finite_differences() {
-    use mnist_nn::layers::{Conv2d, ConvShape};
+    use mnist_nn::layers::Conv2d;
     let mut rng = seeded_rng(21);
     // (in, out, height, width, kernel, stride, padding, dilation)
     let cases = [
@@ -143,17 +143,8 @@ fn conv2d_backward_matches_finite_differences() {
         (3, 1, 6, 6, 2, 2, 0, 1),
         (1, 3, 8, 8, 3, 2, 3, 3),
     ];
-    for (c_in, c_out, height, width, kernel, stride, padding, dilation) in cases {
-        let shape = ConvShape {
-            in_channels: c_in,
-            out_channels: c_out,
-            height,
-            width,
-            kernel,
-            stride,
-            padding,
-            dilation,
-        };
+    for sizes in cases {
+        let shape = conv_shape(sizes);
         let mut conv = Conv2d::new(shape, Init::Samson, &mut rng);
         let input = random_matrix(2, shape.input_len(), &mut rng);
         let mismatches = check_layer(&mut conv, input.view(), Tolerance::default(), &mut rng);

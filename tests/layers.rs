@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::random_matrix;
+use common::{conv_shape, random_matrix};
 use mnist_nn::init::Init;
 use mnist_nn::layers::{BatchNorm1d, Conv2d, ConvShape, Layer};
 use mnist_nn::seeded_rng;
@@ -62,17 +62,8 @@ fn conv2d_forward_matches_the_direct_definition() {
         (1, 2, 11, 9, 5, 3, 4, 2),
         (2, 2, 6, 6, 1, 1, 0, 1),
     ];
-    for (c_in, c_out, height, width, kernel, stride, padding, dilation) in cases {
-        let shape = ConvShape {
-            in_channels: c_in,
-            out_channels: c_out,
-            height,
-            width,
-            kernel,
-            stride,
-            padding,
-            dilation,
-        };
+    for sizes in cases {
+        let shape = conv_shape(sizes);
         let mut conv = Conv2d::new(shape, Init::Samson, &mut rng);
         let x = random_matrix(3, shape.input_len(), &mut rng);
         let expected = direct_convolution(&shape, &conv.weight, &conv.bias, &x);

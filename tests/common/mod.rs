@@ -34,6 +34,23 @@ pub fn random_matrix(rows: usize, cols: usize, rng: &mut impl rand::Rng) -> ndar
     ndarray::Array2::from_shape_simple_fn((rows, cols), || rng.sample(rand_distr::StandardNormal))
 }
 
+/// A convolution shape from `(in, out, height, width, kernel, stride, padding, dilation)`.
+pub fn conv_shape(
+    sizes: (usize, usize, usize, usize, usize, usize, usize, usize),
+) -> mnist_nn::layers::ConvShape {
+    let (in_channels, out_channels, height, width, kernel, stride, padding, dilation) = sizes;
+    mnist_nn::layers::ConvShape {
+        in_channels,
+        out_channels,
+        height,
+        width,
+        kernel,
+        stride,
+        padding,
+        dilation,
+    }
+}
+
 /// Runs `mnist-nn` with `args` and the given extra environment, in `cwd`.
 pub fn run(args: &[&str], env: &[(&str, &str)], cwd: Option<&std::path::Path>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-nn"));
