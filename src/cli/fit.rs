@@ -1,6 +1,7 @@
 //! The training loop as the command line shows it: configuration, progress bar, a line per
 //! report, and the final evaluation.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -120,20 +121,26 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
             Some(progress) => sgd.restore(progress),
             None => sgd.start_epoch(n_train, rng),
         }
+        // Stop after the current step on Ctrl-C, or as soon as a batch's loss blows up.
+        let blown_up = Cell::new(None);
         let outcome = sgd.run_epoch(
             network,
             &mnist.train,
-            || STOP.load(Ordering::SeqCst),
+            || STOP.load(Ordering::SeqCst) || blown_up.get().is_some(),
             |done, _, loss| {
+                if diverged(loss) {
+                    blown_up.set(Some(loss));
+                }
                 bar.set_position(((epoch - 1) * n_train + done) as u64);
                 bar.set_message(format!("epoch {epoch}/{} loss {loss:.4}", run.epochs));
             },
         );
-        let Some(stats) = outcome else {
-            bar.abandon();
-            return interrupt(network, run, epoch - 1, sgd.progress(), rng, &records);
+        let loss = match (outcome, blown_up.get()) {
+            (Some(stats), _) if diverged(stats.loss) => Some(stats.loss),
+            (_, Some(loss)) => Some(loss),
+            _ => None,
         };
-        if diverged(stats.loss) {
+        if let Some(loss) = loss {
             bar.abandon();
             write_metrics(run, &records)?;
             if let (Some(path), Some(bytes)) = (run.save, before) {
@@ -145,11 +152,14 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
                 );
             }
             bail!(
-                "training diverged at epoch {epoch}: the loss is {:.4e}. Try a smaller learning rate than {}.",
-                stats.loss,
+                "training diverged at epoch {epoch}: the loss is {loss:.4e}. Try a smaller learning rate than {}.",
                 run.lr
             );
         }
+        let Some(stats) = outcome else {
+            bar.abandon();
+            return interrupt(network, run, epoch - 1, sgd.progress(), rng, &records);
+        };
         let mut record = EpochRecord {
             epoch,
             train_loss: stats.loss,
