@@ -100,7 +100,6 @@ pub fn png_strip(digits: &[(&[u8], String)], scale: u32) -> Result<Vec<u8>, imag
 
 /// A confusion matrix as a heat map: row = true digit, column = predicted digit, darker = more
 /// examples (on a logarithmic scale, so that rare mistakes show), each cell with its count.
-/// The diagonal (correct answers) is drawn in the same grey as the rest.
 pub fn confusion_png(matrix: &[[usize; 10]; 10]) -> Result<Vec<u8>, image::ImageError> {
     let (cell, font) = (56u32, 2u32);
     let margin = 5 * font * 2 + 8;

@@ -105,9 +105,9 @@ pub fn check_layer(
             x.as_slice_mut().expect("standard layout")[i] = value;
             objective(layer, x.view())
         };
-        let (plus, minus) = (at(original + tolerance.step), at(original - tolerance.step));
+        let numeric = central_difference(tolerance.step, |delta| at(original + delta));
         x.as_slice_mut().expect("standard layout")[i] = original;
-        numeric_input.push((plus - minus) / (2.0 * tolerance.step as f64));
+        numeric_input.push(numeric);
     }
     let mut mismatches = compare("input", &grad_input, &numeric_input, tolerance);
 
@@ -115,14 +115,13 @@ pub fn check_layer(
     for (p, (name, analytic)) in grad_params.iter().enumerate() {
         let mut numeric = Vec::with_capacity(analytic.len());
         for i in 0..analytic.len() {
-            let mut at = |delta: f32| {
+            let at = |delta: f32| {
                 nudge(layer.params(), p, i, delta);
                 let value = objective(layer, input);
                 nudge(layer.params(), p, i, -delta);
                 value
             };
-            let (plus, minus) = (at(tolerance.step), at(-tolerance.step));
-            numeric.push((plus - minus) / (2.0 * tolerance.step as f64));
+            numeric.push(central_difference(tolerance.step, at));
         }
         mismatches.extend(compare(name, analytic, &numeric, tolerance));
     }
@@ -153,18 +152,22 @@ pub fn check_network(
     for (p, (name, analytic)) in analytic.iter().enumerate() {
         let mut numeric = Vec::with_capacity(analytic.len());
         for i in 0..analytic.len() {
-            let mut at = |delta: f32| {
+            let at = |delta: f32| {
                 nudge(network.params(), p, i, delta);
                 let loss = loss_and_correct(network.forward(input, true), labels).loss;
                 nudge(network.params(), p, i, -delta);
                 loss
             };
-            let (plus, minus) = (at(tolerance.step), at(-tolerance.step));
-            numeric.push((plus - minus) / (2.0 * tolerance.step as f64));
+            numeric.push(central_difference(tolerance.step, at));
         }
         mismatches.extend(compare(name, analytic, &numeric, tolerance));
     }
     mismatches
+}
+
+/// `(L(+step) - L(-step)) / 2·step`, where `objective(delta)` evaluates `L` with the entry moved by `delta`.
+fn central_difference(step: f32, mut objective: impl FnMut(f32) -> f64) -> f64 {
+    (objective(step) - objective(-step)) / (2.0 * step as f64)
 }
 
 /// Adds `delta` to entry `index` of parameter number `param`.

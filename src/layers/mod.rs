@@ -7,7 +7,8 @@
 //! whatever the backward pass needs (the input for [`Linear`], the output for [`ReLU`]).
 //!
 //! Layers own their output and gradient buffers and hand out views of them, so a training loop
-//! allocates nothing once the first batch has set the buffer sizes.
+//! reuses them from batch to batch (only small per-feature vectors, such as batch
+//! normalisation's statistics, are made afresh).
 
 mod batchnorm;
 mod conv2d;
