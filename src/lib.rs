@@ -46,10 +46,12 @@
 //! ```
 
 pub mod atomic;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod draw;
 pub mod experiments;
+pub mod gemm;
 pub mod gradcheck;
 pub mod init;
 pub mod layers;

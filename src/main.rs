@@ -45,6 +45,8 @@ enum Command {
     Show(cli::inspect::ShowArgs),
     /// Download the four MNIST files, verified against their published SHA-256.
     Download(DownloadArgs),
+    /// Time training epochs of three workloads against this machine's matrix-product peak.
+    Bench(cli::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -161,6 +163,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => cli::predict::predict(args),
         Command::Show(args) => cli::inspect::show(args),
         Command::Download(args) => download(args),
+        Command::Bench(args) => cli::bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,10 +4,26 @@
 //! forward:   X → layer 1 → layer 2 → ... → logits → softmax cross-entropy → loss
 //! backward:  dL/dlogits → ... → layer 2 → layer 1   (the chain rule, one layer at a time)
 //! ```
+//!
+//! A training step uses every core by data parallelism: the batch is cut into one shard per core,
+//! each shard goes forward and backward through its own copy of the network, and the gradients
+//! are combined. The batch loss is the mean over all `n` rows, so with shard `s` holding `n_s` rows
+//! and giving the gradient `g_s` of its own mean,
+//!
+//! ```text
+//! dL/dθ = Σ_s (n_s / n) · g_s
+//! ```
+//!
+//! and every copy takes the same step with it, so the copies stay identical. Each core then runs
+//! its products alone: fewer synchronisations than splitting every product between cores.
+//! Networks with batch normalisation, whose rows depend on the whole batch, run one copy with
+//! multithreaded products instead.
 
 use ndarray::{s, ArrayView2};
 use rand::Rng;
+use rayon::prelude::*;
 
+use crate::gemm;
 use crate::init::Init;
 use crate::layers::{Layer, Linear, Param, ReLU};
 use crate::loss::{argmax, loss_and_correct, LossStats, SoftmaxCrossEntropy};
@@ -16,10 +32,59 @@ use crate::loss::{argmax, loss_and_correct, LossStats, SoftmaxCrossEntropy};
 /// convolution's patch matrix for 1,000 MNIST images is already 28 MB).
 const EVAL_CHUNK: usize = 1_000;
 
+/// Fewest rows worth giving a core of its own in a training step.
+const MIN_SHARD_ROWS: usize = 32;
+
 /// A stack of layers ending in logits, with a softmax cross-entropy loss.
 pub struct Network {
+    main: Replica,
+    /// Copies of `main` for the other cores, made by the first data-parallel step.
+    helpers: Vec<Replica>,
+    /// Whether the helpers' parameters equal `main`'s (false after [`Network::params`]).
+    helpers_in_sync: bool,
+}
+
+/// One copy of the layers with its own buffers and loss.
+struct Replica {
     layers: Vec<Box<dyn Layer>>,
     loss: SoftmaxCrossEntropy,
+}
+
+impl Replica {
+    /// Forward and backward on one batch, leaving `dL/dθ` in every parameter's gradient.
+    fn compute_gradients(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> LossStats {
+        let (first, rest) = self.layers.split_first_mut().expect("at least one layer");
+        let mut activation = first.forward(x, true);
+        for layer in rest {
+            activation = layer.forward(activation, true);
+        }
+        let (stats, mut grad) = self.loss.loss_and_grad(activation, labels);
+        for layer in self.layers.iter_mut().rev() {
+            grad = layer.backward(grad);
+        }
+        stats
+    }
+
+    fn params(&mut self) -> Vec<Param<'_>> {
+        self.layers.iter_mut().flat_map(|l| l.params()).collect()
+    }
+
+    /// A copy with the same architecture and parameters.
+    fn duplicate(&mut self) -> Replica {
+        let mut copy = Replica {
+            layers: self.layers.iter().map(|l| l.spec().build()).collect(),
+            loss: SoftmaxCrossEntropy::new(),
+        };
+        copy.layers[0].set_input_grad_needed(false);
+        copy.copy_params_from(self);
+        copy
+    }
+
+    fn copy_params_from(&mut self, source: &mut Replica) {
+        for (to, from) in self.params().into_iter().zip(source.params()) {
+            to.value.copy_from_slice(from.value);
+        }
+    }
 }
 
 /// Loss and accuracy over a set of examples.
@@ -38,8 +103,12 @@ impl Network {
         assert!(!layers.is_empty(), "Network: needs at least one layer");
         layers[0].set_input_grad_needed(false);
         Network {
-            layers,
-            loss: SoftmaxCrossEntropy::new(),
+            main: Replica {
+                layers,
+                loss: SoftmaxCrossEntropy::new(),
+            },
+            helpers: Vec::new(),
+            helpers_in_sync: false,
         }
     }
 
@@ -66,12 +135,12 @@ impl Network {
 
     /// The layers, in order.
     pub fn layers(&self) -> &[Box<dyn Layer>] {
-        &self.layers
+        &self.main.layers
     }
 
     /// One line per layer, such as `Linear(784 -> 32) → ReLU → Linear(32 -> 10)`.
     pub fn describe(&self) -> String {
-        let names: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
+        let names: Vec<String> = self.main.layers.iter().map(|l| l.describe()).collect();
         names.join(" → ")
     }
 
@@ -82,12 +151,24 @@ impl Network {
 
     /// Every layer's parameters with their gradients, first layer first.
     pub fn params(&mut self) -> Vec<Param<'_>> {
-        self.layers.iter_mut().flat_map(|l| l.params()).collect()
+        // The caller may change them: copy them to the helpers before their next step.
+        self.helpers_in_sync = false;
+        self.main.params()
+    }
+
+    /// Floating-point operations of one training step on `batch` rows (the matrix products).
+    pub fn training_flops(&self, batch: usize) -> u64 {
+        self.main
+            .layers
+            .iter()
+            .map(|l| l.training_flops(batch))
+            .sum()
     }
 
     /// The logits `(n, classes)` for a batch `x` `(n, features)`.
     pub fn forward(&mut self, x: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32> {
-        let (first, rest) = self.layers.split_first_mut().expect("at least one layer");
+        let layers = &mut self.main.layers;
+        let (first, rest) = layers.split_first_mut().expect("at least one layer");
         let mut activation = first.forward(x, train);
         for layer in rest {
             activation = layer.forward(activation, train);
@@ -98,27 +179,95 @@ impl Network {
     /// Forward and backward on one batch: afterwards every [`Param::grad`] holds `dL/dθ` for the
     /// batch-averaged loss. Returns the loss and the number of correct predictions (before any update).
     pub fn compute_gradients(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> LossStats {
-        let (first, rest) = self.layers.split_first_mut().expect("at least one layer");
-        let mut activation = first.forward(x, true);
-        for layer in rest {
-            activation = layer.forward(activation, true);
-        }
-        let (stats, mut grad) = self.loss.loss_and_grad(activation, labels);
-        for layer in self.layers.iter_mut().rev() {
-            grad = layer.backward(grad);
-        }
-        stats
+        self.main.compute_gradients(x, labels)
     }
 
-    /// One step of gradient descent on a batch: `θ ← θ - lr · dL/dθ` for every parameter.
+    /// One step of gradient descent on a batch: `θ ← θ - lr · dL/dθ` for every parameter, with
+    /// the batch shared between the cores (see the module documentation). Returns the loss and
+    /// the number of correct predictions, before the update.
     pub fn train_step(&mut self, x: ArrayView2<f32>, labels: &[u8], lr: f32) -> LossStats {
-        let stats = self.compute_gradients(x, labels);
-        for param in self.params() {
-            for (value, grad) in param.value.iter_mut().zip(param.grad) {
-                *value -= lr * grad;
+        assert_eq!(
+            x.nrows(),
+            labels.len(),
+            "train_step: {} rows but {} labels",
+            x.nrows(),
+            labels.len()
+        );
+        let shards = self.shard_count(x.nrows());
+        if shards == 1 {
+            let stats = self.main.compute_gradients(x, labels);
+            for param in self.main.params() {
+                for (value, grad) in param.value.iter_mut().zip(param.grad) {
+                    *value -= lr * grad;
+                }
             }
+            return stats;
         }
-        stats
+        self.prepare_helpers(shards - 1);
+        let n = x.nrows();
+        let bounds: Vec<(usize, usize)> = (0..shards)
+            .map(|s| (s * n / shards, (s + 1) * n / shards))
+            .collect();
+        let mut replicas: Vec<&mut Replica> = std::iter::once(&mut self.main)
+            .chain(self.helpers.iter_mut().take(shards - 1))
+            .collect();
+        // Every shard's gradients, each core on its own shard.
+        let stats: Vec<LossStats> = replicas
+            .par_iter_mut()
+            .zip(&bounds)
+            .map(|(replica, &(start, end))| {
+                let rows = x.slice(s![start..end, ..]);
+                gemm::single_threaded(|| replica.compute_gradients(rows, &labels[start..end]))
+            })
+            .collect();
+        // θ ← θ - lr · Σ_s (n_s / n) · g_s, computed alike by every copy.
+        let weights: Vec<f32> = bounds
+            .iter()
+            .map(|&(start, end)| (end - start) as f32 / n as f32)
+            .collect();
+        let mut params: Vec<Vec<Param>> = replicas.iter_mut().map(|r| r.params()).collect();
+        let grads: Vec<Vec<&[f32]>> = params
+            .iter()
+            .map(|ps| ps.iter().map(|p| p.grad).collect())
+            .collect();
+        params.par_iter_mut().for_each(|own| {
+            for (k, param) in own.iter_mut().enumerate() {
+                let shard_grads: Vec<&[f32]> = grads.iter().map(|g| g[k]).collect();
+                descend(param.value, &shard_grads, &weights, lr);
+            }
+        });
+        let mut total = LossStats {
+            loss: 0.0,
+            correct: 0,
+        };
+        for (shard, &(start, end)) in stats.iter().zip(&bounds) {
+            total.loss += shard.loss * (end - start) as f64 / n as f64;
+            total.correct += shard.correct;
+        }
+        total
+    }
+
+    /// How many cores a training step on `rows` rows uses.
+    fn shard_count(&self, rows: usize) -> usize {
+        if self.main.layers.iter().any(|l| l.needs_whole_batch()) {
+            return 1;
+        }
+        gemm::cores().min(rows / MIN_SHARD_ROWS).max(1)
+    }
+
+    /// Makes sure `count` helpers exist with the same parameters as `main`.
+    fn prepare_helpers(&mut self, count: usize) {
+        if self.helpers.len() >= count && self.helpers_in_sync {
+            return;
+        }
+        for helper in &mut self.helpers {
+            helper.copy_params_from(&mut self.main);
+        }
+        while self.helpers.len() < count {
+            let copy = self.main.duplicate();
+            self.helpers.push(copy);
+        }
+        self.helpers_in_sync = true;
     }
 
     /// The predicted class of every row of `x`.
@@ -158,6 +307,24 @@ impl Network {
         Evaluation {
             loss: total_loss / n,
             accuracy: correct as f64 / n,
+        }
+    }
+}
+
+/// `value ← value - lr · Σ_s weight_s · grad_s`, a block at a time so that the loops vectorise.
+fn descend(value: &mut [f32], grads: &[&[f32]], weights: &[f32], lr: f32) {
+    const BLOCK: usize = 256;
+    let mut sum = [0.0f32; BLOCK];
+    for (start, block) in (0..value.len()).step_by(BLOCK).zip(value.chunks_mut(BLOCK)) {
+        let sum = &mut sum[..block.len()];
+        sum.fill(0.0);
+        for (grad, &weight) in grads.iter().zip(weights) {
+            for (total, &g) in sum.iter_mut().zip(&grad[start..start + block.len()]) {
+                *total += weight * g;
+            }
+        }
+        for (v, &g) in block.iter_mut().zip(sum.iter()) {
+            *v -= lr * g;
         }
     }
 }

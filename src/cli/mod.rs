@@ -1,5 +1,6 @@
 //! The pieces of the command line that are not argument parsing.
 
+pub mod bench;
 pub mod fetch;
 pub mod fit;
 pub mod inspect;

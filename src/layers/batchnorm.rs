@@ -187,6 +187,11 @@ impl Layer for BatchNorm1d {
         ]
     }
 
+    /// The batch's mean and variance tie every row's output to the rest of the batch.
+    fn needs_whole_batch(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("BatchNorm1d({})", self.features())
     }

@@ -32,12 +32,13 @@
 //! and `dX` adds every entry of `dP` back onto the input pixel it was copied from (col2im): a pixel
 //! that appeared in several patches collects the gradient of each.
 
-use ndarray::{linalg::general_mat_mul, s, Array1, Array2, ArrayView2, Zip};
+use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 use rand::Rng;
 
 use super::{
     check_features, ensure_shape, weight_and_bias, Layer, LayerSpec, Param, Tensor, TensorSource,
 };
+use crate::gemm::matmul;
 use crate::init::Init;
 
 /// The shape of a convolution: channels, image size, kernel, stride, padding, dilation.
@@ -304,7 +305,12 @@ impl Layer for Conv2d {
         for (mut row, &b) in self.pixels.rows_mut().into_iter().zip(&self.bias) {
             row.fill(b);
         }
-        general_mat_mul(1.0, &self.weight, &self.patches, 1.0, &mut self.pixels);
+        matmul(
+            self.weight.view(),
+            self.patches.view(),
+            true,
+            self.pixels.view_mut(),
+        );
         // Y[i, o·HW + p] = Z[o, i·HW + p]: each image's columns, channel after channel.
         ensure_shape(&mut self.output, input.nrows(), self.shape.output_len());
         for (i, mut y) in self.output.rows_mut().into_iter().enumerate() {
@@ -332,12 +338,11 @@ impl Layer for Conv2d {
             }
         }
         // dW = dZ·Pᵀ, db = Σ_columns dZ
-        general_mat_mul(
-            1.0,
-            &self.pixels,
-            &self.patches.t(),
-            0.0,
-            &mut self.grad_weight,
+        matmul(
+            self.pixels.view(),
+            self.patches.t(),
+            false,
+            self.grad_weight.view_mut(),
         );
         Zip::from(&mut self.grad_bias)
             .and(self.pixels.rows())
@@ -352,12 +357,11 @@ impl Layer for Conv2d {
             self.shape.taps(),
             self.patches.ncols(),
         );
-        general_mat_mul(
-            1.0,
-            &self.weight.t(),
-            &self.pixels,
-            0.0,
-            &mut self.grad_patches,
+        matmul(
+            self.weight.t(),
+            self.pixels.view(),
+            false,
+            self.grad_patches.view_mut(),
         );
         self.scatter_patch_gradients(n);
         self.grad_input.view()
@@ -374,6 +378,14 @@ impl Layer for Conv2d {
 
     fn set_input_grad_needed(&mut self, needed: bool) {
         self.input_grad_needed = needed;
+    }
+
+    /// `Z = W·P`, `dW = dZ·Pᵀ` and `dP = Wᵀ·dZ` each cost `2·out_channels·taps·n·out_h·out_w`.
+    fn training_flops(&self, batch: usize) -> u64 {
+        let products = if self.input_grad_needed { 3 } else { 2 };
+        let s = self.shape;
+        let pixels = batch * s.out_height() * s.out_width();
+        products * 2 * (s.out_channels * s.taps() * pixels) as u64
     }
 
     fn spec(&self) -> LayerSpec {

@@ -18,12 +18,13 @@
 //! `Σ_rows Σ_cols dY` (the sum of every entry of the delta); [`Linear::with_shared_bias_gradient`]
 //! reproduces that.
 
-use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
 
 use super::{
     check_features, ensure_shape, weight_and_bias, Layer, LayerSpec, Param, Tensor, TensorSource,
 };
+use crate::gemm::matmul;
 use crate::init::Init;
 
 /// `Y = X·W + b` with a weight matrix `W: (in, out)` and a vector bias `b: (out)`.
@@ -99,7 +100,7 @@ impl Layer for Linear {
         ensure_shape(&mut self.output, n, outputs);
         // Y = b (broadcast over rows), then Y += X·W in one GEMM.
         self.output.assign(&self.bias);
-        general_mat_mul(1.0, &input, &self.weight, 1.0, &mut self.output);
+        matmul(input, self.weight.view(), true, self.output.view_mut());
         if train {
             ensure_shape(&mut self.input, n, inputs);
             self.input.assign(&input);
@@ -114,12 +115,11 @@ impl Layer for Linear {
             "Linear: gradient shape does not match the last training forward pass"
         );
         // dW = Xᵀ·dY
-        general_mat_mul(
-            1.0,
-            &self.input.t(),
-            &grad_output,
-            0.0,
-            &mut self.grad_weight,
+        matmul(
+            self.input.t(),
+            grad_output,
+            false,
+            self.grad_weight.view_mut(),
         );
         // db = Σ_rows dY (or, shared, its sum over the units too)
         self.grad_bias.fill(0.0);
@@ -136,12 +136,11 @@ impl Layer for Linear {
         let inputs = self.inputs();
         if self.input_grad_needed {
             ensure_shape(&mut self.grad_input, grad_output.nrows(), inputs);
-            general_mat_mul(
-                1.0,
-                &grad_output,
-                &self.weight.t(),
-                0.0,
-                &mut self.grad_input,
+            matmul(
+                grad_output,
+                self.weight.t(),
+                false,
+                self.grad_input.view_mut(),
             );
         } else {
             ensure_shape(&mut self.grad_input, 0, inputs);
@@ -160,6 +159,12 @@ impl Layer for Linear {
 
     fn set_input_grad_needed(&mut self, needed: bool) {
         self.input_grad_needed = needed;
+    }
+
+    /// Forward `Y = X·W` and `dW = Xᵀ·dY` cost `2·n·in·out` each, `dX = dY·Wᵀ` as much again.
+    fn training_flops(&self, batch: usize) -> u64 {
+        let products = if self.input_grad_needed { 3 } else { 2 };
+        products * 2 * (batch * self.inputs() * self.outputs()) as u64
     }
 
     fn describe(&self) -> String {

@@ -58,6 +58,18 @@ pub trait Layer: Send {
     /// has no use for it (nothing learns below the data), which saves a third of its work.
     fn set_input_grad_needed(&mut self, _needed: bool) {}
 
+    /// Whether the training forward pass of a row depends on the other rows of its batch (batch
+    /// normalisation's statistics do). Such a network cannot split a batch between cores.
+    fn needs_whole_batch(&self) -> bool {
+        false
+    }
+
+    /// Floating-point operations of one training step (forward and backward) on `batch` rows,
+    /// counting the matrix products, `2·m·k·n` each, which do almost all the work.
+    fn training_flops(&self, _batch: usize) -> u64 {
+        0
+    }
+
     /// A one-line description, such as `Linear(784 -> 32)`.
     fn describe(&self) -> String;
 
