@@ -154,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "cannot multiply [3, 4] by [5, 2]")]
+    #[should_panic(expected = "cannot multiply (3, 4) by (5, 2) into (3, 2)")]
     fn mismatched_shapes_are_named() {
         let mut c = Array2::zeros((3, 2));
         matmul(

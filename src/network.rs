@@ -220,11 +220,12 @@ impl Network {
                 gemm::single_threaded(|| replica.compute_gradients(rows, &labels[start..end]))
             })
             .collect();
-        // θ ← θ - lr · Σ_s (n_s / n) · g_s, computed alike by every copy.
+        // θ ← θ - lr · Σ_s (n_s / n) · g_s, taken by every copy on its own core.
         let weights: Vec<f32> = bounds
             .iter()
             .map(|&(start, end)| (end - start) as f32 / n as f32)
             .collect();
+        // Every copy computes the same sum in the same order, so the copies stay identical.
         let mut params: Vec<Vec<Param>> = replicas.iter_mut().map(|r| r.params()).collect();
         let grads: Vec<Vec<&[f32]>> = params
             .iter()

@@ -172,3 +172,44 @@ fn a_shared_bias_gradient_moves_every_bias_by_the_sum_of_the_delta() {
         layer.grad_bias
     );
 }
+
+/// Plain gradient descent on one copy: the definition the data-parallel step must agree with.
+fn serial_step(network: &mut Network, x: &Array2<f32>, labels: &[u8], lr: f32) -> f64 {
+    let stats = network.compute_gradients(x.view(), labels);
+    for param in network.params() {
+        for (value, grad) in param.value.iter_mut().zip(param.grad) {
+            *value -= lr * grad;
+        }
+    }
+    stats.loss
+}
+
+#[test]
+fn the_data_parallel_step_equals_plain_gradient_descent() {
+    // 301 rows: shards of unequal size on a multi-core machine (one shard on a single core).
+    let mut rng = seeded_rng(40);
+    let x = Array2::from_shape_fn((301, 12), |(i, j)| {
+        ((i * 7 + j * 13) % 17) as f32 / 8.0 - 1.0
+    });
+    let labels: Vec<u8> = (0..301).map(|i| (i % 3) as u8).collect();
+    let mut parallel = Network::mlp(&[12, 20, 9, 3], Init::He, &mut rng);
+    let mut serial = Network::mlp(&[12, 20, 9, 3], Init::He, &mut seeded_rng(40));
+    assert_eq!(weights(&mut parallel), weights(&mut serial));
+    for step in 0..5 {
+        let loss = parallel.train_step(x.view(), &labels, 0.1).loss;
+        let expected = serial_step(&mut serial, &x, &labels, 0.1);
+        assert!(
+            (loss - expected).abs() < 1e-5,
+            "step {step}: loss {loss} vs {expected}"
+        );
+        if step == 2 {
+            // Changing the weights from outside reaches every copy before the next step.
+            for network in [&mut parallel, &mut serial] {
+                network.params()[0].value[0] += 0.5;
+            }
+        }
+    }
+    for (p, s) in weights(&mut parallel).iter().zip(weights(&mut serial)) {
+        assert!((p - s).abs() < 1e-5, "weights differ: {p} vs {s}");
+    }
+}

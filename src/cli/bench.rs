@@ -60,7 +60,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             .collect()
     };
     let (raw, _) = load_raw_mnist(args.data_dir.as_deref())?;
-    let peak = gemm_peak(PEAK_SIZE, 5);
+    let peak = gemm_peak(PEAK_SIZE, 10);
     if !args.json {
         println!(
             "GEMM peak: {peak:.1} GFLOP/s ({PEAK_SIZE}x{PEAK_SIZE}x{PEAK_SIZE} f32 product, {} cores)",

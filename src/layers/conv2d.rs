@@ -13,26 +13,26 @@
 //! out_h = (height + 2·padding - dilation·(k - 1) - 1) / stride + 1      (likewise out_w)
 //! ```
 //!
-//! (pixels outside the image count as zero). Gather the patches of the batch into a matrix `P`
-//! with one row per tap and one column per output pixel (im2col); then the whole layer is one
-//! matrix product, a [`Linear`](super::Linear) layer applied to every patch:
+//! (pixels outside the image count as zero). Gather the patches of an image into a matrix `P`
+//! with one row per tap and one column per output pixel (im2col); then the layer is a matrix
+//! product per image, a [`Linear`](super::Linear) layer applied to every patch:
 //!
 //! ```text
-//! W: (out_channels, c·k·k)    P: (c·k·k, n·out_h·out_w)    Z = W·P + b: (out_channels, n·out_h·out_w)
+//! W: (out_channels, c·k·k)    P: (c·k·k, out_h·out_w)    Y = W·P + b: (out_channels, out_h·out_w)
 //! ```
 //!
-//! and row `i` of `Y` is image `i`'s block of columns of `Z`, channel after channel.
+//! and `Y`, read row after row, is the image's output row: channel after channel, no reordering.
 //!
-//! Backward, as for a linear layer, with `dZ` the output gradient in `Z`'s layout:
+//! Backward, as for a linear layer, with `dY` the image's output gradient in the same layout:
 //!
 //! ```text
-//! dW = dZ·Pᵀ        db = Σ_columns dZ        dP = Wᵀ·dZ
+//! dW = Σ_images dY·Pᵀ        db = Σ_images Σ_columns dY        dP = Wᵀ·dY
 //! ```
 //!
 //! and `dX` adds every entry of `dP` back onto the input pixel it was copied from (col2im): a pixel
 //! that appeared in several patches collects the gradient of each.
 
-use ndarray::{s, Array1, Array2, ArrayView2, Zip};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Zip};
 use rand::Rng;
 
 use super::{
@@ -165,11 +165,9 @@ pub struct Conv2d {
     /// `dL/db`, `(out_channels)`
     pub grad_bias: Array1<f32>,
     input_grad_needed: bool,
-    /// `P`, the patches of the last batch, `(taps, n·out_h·out_w)`
+    /// `P` of every image of the last batch, one block of `taps` rows per image, `(n·taps, out_h·out_w)`
     patches: Array2<f32>,
-    /// `Z` (forward) and then `dZ` (backward), `(out_channels, n·out_h·out_w)`
-    pixels: Array2<f32>,
-    /// `dP`, `(taps, n·out_h·out_w)`
+    /// `dP` of one image, `(taps, out_h·out_w)`
     grad_patches: Array2<f32>,
     /// `Y`, `(n, out_channels·out_h·out_w)`
     output: Array2<f32>,
@@ -209,7 +207,6 @@ impl Conv2d {
             bias,
             input_grad_needed: true,
             patches: Array2::zeros((0, 0)),
-            pixels: Array2::zeros((0, 0)),
             grad_patches: Array2::zeros((0, 0)),
             output: Array2::zeros((0, 0)),
             grad_input: Array2::zeros((0, 0)),
@@ -246,19 +243,20 @@ impl Conv2d {
         }
     }
 
-    /// im2col: copies every patch of `input` `(n, C·H·W)` into the columns of `self.patches`.
+    /// im2col: copies the patches of every image of `input` `(n, C·H·W)` into its block of
+    /// `self.patches`. Entries on the padding stay zero from when the buffer was made: every batch
+    /// of the same size writes the same entries.
     fn gather_patches(&mut self, input: ArrayView2<f32>) {
-        let per_image = self.shape.out_height() * self.shape.out_width();
-        let width = input.nrows() * per_image;
+        let (taps, per_image) = (self.shape.taps(), self.pixels_per_image());
         let mut patches = std::mem::take(&mut self.patches);
-        ensure_shape(&mut patches, self.shape.taps(), width);
-        patches.fill(0.0); // the padding
+        ensure_shape(&mut patches, input.nrows() * taps, per_image);
+        let block = taps * per_image;
         let p = patches.as_slice_mut().expect("standard layout");
         let stride = self.shape.stride;
-        for (i, image) in input.rows().into_iter().enumerate() {
+        for (image, p) in input.rows().into_iter().zip(p.chunks_exact_mut(block)) {
             let image = image.to_slice().expect("contiguous rows");
             self.for_each_tap_run(|tap, column, source, len| {
-                let start = tap * width + i * per_image + column;
+                let start = tap * per_image + column;
                 let from = image[source..].iter().step_by(stride);
                 for (to, &value) in p[start..start + len].iter_mut().zip(from) {
                     *to = value;
@@ -268,102 +266,106 @@ impl Conv2d {
         self.patches = patches;
     }
 
-    /// col2im: adds every entry of `self.grad_patches` onto the input value it was copied from.
-    fn scatter_patch_gradients(&mut self, n: usize) {
-        let per_image = self.shape.out_height() * self.shape.out_width();
-        let width = n * per_image;
-        let mut grad_input = std::mem::take(&mut self.grad_input);
-        ensure_shape(&mut grad_input, n, self.shape.input_len());
-        grad_input.fill(0.0);
+    /// col2im: adds every entry of `self.grad_patches` (one image's `dP`) onto the value of
+    /// `grad_image` it was copied from.
+    fn scatter_patch_gradients(&self, grad_image: &mut [f32]) {
+        let per_image = self.pixels_per_image();
         let dp = self.grad_patches.as_slice().expect("standard layout");
         let stride = self.shape.stride;
-        for (i, mut image) in grad_input.rows_mut().into_iter().enumerate() {
-            let image = image.as_slice_mut().expect("contiguous rows");
-            self.for_each_tap_run(|tap, column, source, len| {
-                let start = tap * width + i * per_image + column;
-                let to = image[source..].iter_mut().step_by(stride);
-                for (to, &g) in to.zip(&dp[start..start + len]) {
-                    *to += g;
-                }
-            });
-        }
-        self.grad_input = grad_input;
+        self.for_each_tap_run(|tap, column, source, len| {
+            let start = tap * per_image + column;
+            let to = grad_image[source..].iter_mut().step_by(stride);
+            for (to, &g) in to.zip(&dp[start..start + len]) {
+                *to += g;
+            }
+        });
     }
+
+    /// `out_h · out_w`
+    fn pixels_per_image(&self) -> usize {
+        self.shape.out_height() * self.shape.out_width()
+    }
+}
+
+/// Image `i`'s block of `patches`: its `(taps, out_h·out_w)` matrix `P`.
+fn image_patches(patches: &Array2<f32>, taps: usize, i: usize) -> ArrayView2<'_, f32> {
+    patches.slice(s![i * taps..(i + 1) * taps, ..])
+}
+
+/// An image's row of output values (or their gradients) as the matrix `(out_channels, out_h·out_w)`.
+fn channels_by_pixels(row: ArrayView1<'_, f32>, channels: usize) -> ArrayView2<'_, f32> {
+    let pixels = row.len() / channels;
+    row.into_shape_with_order((channels, pixels))
+        .expect("a row is out_channels·out_h·out_w values")
 }
 
 impl Layer for Conv2d {
     fn forward(&mut self, input: ArrayView2<f32>, _train: bool) -> ArrayView2<'_, f32> {
         check_features("Conv2d", self.shape.input_len(), input);
-        let per_image = self.shape.out_height() * self.shape.out_width();
+        let (channels, per_image) = (self.shape.out_channels, self.pixels_per_image());
         self.gather_patches(input);
-        // Z = W·P + b: (out_channels, n·out_h·out_w)
-        ensure_shape(
-            &mut self.pixels,
-            self.shape.out_channels,
-            self.patches.ncols(),
-        );
-        for (mut row, &b) in self.pixels.rows_mut().into_iter().zip(&self.bias) {
-            row.fill(b);
-        }
-        matmul(
-            self.weight.view(),
-            self.patches.view(),
-            true,
-            self.pixels.view_mut(),
-        );
-        // Y[i, o·HW + p] = Z[o, i·HW + p]: each image's columns, channel after channel.
         ensure_shape(&mut self.output, input.nrows(), self.shape.output_len());
-        for (i, mut y) in self.output.rows_mut().into_iter().enumerate() {
-            for (o, z) in self.pixels.rows().into_iter().enumerate() {
-                y.slice_mut(s![o * per_image..(o + 1) * per_image])
-                    .assign(&z.slice(s![i * per_image..(i + 1) * per_image]));
+        let mut output = std::mem::take(&mut self.output);
+        for (i, row) in output.rows_mut().into_iter().enumerate() {
+            // Y = W·P + b, written straight into the image's row: (out_channels, out_h·out_w)
+            let mut y = row
+                .into_shape_with_order((channels, per_image))
+                .expect("a row is out_channels·out_h·out_w values");
+            for (mut channel, &b) in y.rows_mut().into_iter().zip(&self.bias) {
+                channel.fill(b);
             }
+            let taps = self.shape.taps();
+            matmul(
+                self.weight.view(),
+                image_patches(&self.patches, taps, i),
+                true,
+                y,
+            );
         }
+        self.output = output;
         self.output.view()
     }
 
     fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32> {
-        let n = grad_output.nrows();
-        let per_image = self.shape.out_height() * self.shape.out_width();
+        let (n, channels, per_image) = (
+            grad_output.nrows(),
+            self.shape.out_channels,
+            self.pixels_per_image(),
+        );
         assert_eq!(
-            (n * per_image, grad_output.ncols()),
-            (self.patches.ncols(), self.shape.output_len()),
+            (n * self.shape.taps(), grad_output.ncols()),
+            (self.patches.nrows(), self.shape.output_len()),
             "Conv2d: gradient shape does not match the last training forward pass"
         );
-        // dZ[o, i·HW + p] = dY[i, o·HW + p]
+        // dW = Σ_images dY·Pᵀ, db = Σ_images Σ_columns dY
+        self.grad_bias.fill(0.0);
         for (i, dy) in grad_output.rows().into_iter().enumerate() {
-            for (o, mut dz) in self.pixels.rows_mut().into_iter().enumerate() {
-                dz.slice_mut(s![i * per_image..(i + 1) * per_image])
-                    .assign(&dy.slice(s![o * per_image..(o + 1) * per_image]));
-            }
+            let dy = channels_by_pixels(dy, channels);
+            let p = image_patches(&self.patches, self.shape.taps(), i);
+            matmul(dy, p.t(), i > 0, self.grad_weight.view_mut());
+            Zip::from(&mut self.grad_bias)
+                .and(dy.rows())
+                .for_each(|g, dy| *g += dy.sum());
         }
-        // dW = dZ·Pᵀ, db = Σ_columns dZ
-        matmul(
-            self.pixels.view(),
-            self.patches.t(),
-            false,
-            self.grad_weight.view_mut(),
-        );
-        Zip::from(&mut self.grad_bias)
-            .and(self.pixels.rows())
-            .for_each(|g, dz| *g = dz.sum());
         if !self.input_grad_needed {
             ensure_shape(&mut self.grad_input, 0, self.shape.input_len());
             return self.grad_input.view();
         }
-        // dP = Wᵀ·dZ, then dX by col2im.
-        ensure_shape(
-            &mut self.grad_patches,
-            self.shape.taps(),
-            self.patches.ncols(),
-        );
-        matmul(
-            self.weight.t(),
-            self.pixels.view(),
-            false,
-            self.grad_patches.view_mut(),
-        );
-        self.scatter_patch_gradients(n);
+        // dP = Wᵀ·dY, then dX by col2im, image by image.
+        ensure_shape(&mut self.grad_patches, self.shape.taps(), per_image);
+        let mut grad_input = std::mem::take(&mut self.grad_input);
+        ensure_shape(&mut grad_input, n, self.shape.input_len());
+        grad_input.fill(0.0);
+        for (dy, mut dx) in grad_output.rows().into_iter().zip(grad_input.rows_mut()) {
+            matmul(
+                self.weight.t(),
+                channels_by_pixels(dy, channels),
+                false,
+                self.grad_patches.view_mut(),
+            );
+            self.scatter_patch_gradients(dx.as_slice_mut().expect("contiguous rows"));
+        }
+        self.grad_input = grad_input;
         self.grad_input.view()
     }
 
