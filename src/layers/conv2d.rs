@@ -256,10 +256,12 @@ impl Conv2d {
         for (image, p) in input.rows().into_iter().zip(p.chunks_exact_mut(block)) {
             let image = image.to_slice().expect("contiguous rows");
             self.for_each_tap_run(|tap, column, source, len| {
-                let start = tap * per_image + column;
-                let from = image[source..].iter().step_by(stride);
-                for (to, &value) in p[start..start + len].iter_mut().zip(from) {
-                    *to = value;
+                let to = &mut p[tap * per_image + column..][..len];
+                if stride == 1 {
+                    to.copy_from_slice(&image[source..source + len]);
+                } else {
+                    let from = image[source..].iter().step_by(stride);
+                    to.iter_mut().zip(from).for_each(|(to, &value)| *to = value);
                 }
             });
         }
@@ -273,10 +275,13 @@ impl Conv2d {
         let dp = self.grad_patches.as_slice().expect("standard layout");
         let stride = self.shape.stride;
         self.for_each_tap_run(|tap, column, source, len| {
-            let start = tap * per_image + column;
-            let to = grad_image[source..].iter_mut().step_by(stride);
-            for (to, &g) in to.zip(&dp[start..start + len]) {
-                *to += g;
+            let from = &dp[tap * per_image + column..][..len];
+            if stride == 1 {
+                let to = &mut grad_image[source..source + len];
+                to.iter_mut().zip(from).for_each(|(to, &g)| *to += g);
+            } else {
+                let to = grad_image[source..].iter_mut().step_by(stride);
+                to.zip(from).for_each(|(to, &g)| *to += g);
             }
         });
     }
