@@ -81,7 +81,7 @@ pub fn check_layer(
     // Analytic gradients: one forward, one backward with dL/dY = R.
     layer.forward(input, true);
     let grad_input: Vec<f64> = layer
-        .backward(weights.view())
+        .backward(input, weights.view())
         .iter()
         .map(|&g| g as f64)
         .collect();

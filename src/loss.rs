@@ -77,6 +77,13 @@ impl SoftmaxCrossEntropy {
     }
 }
 
+impl SoftmaxCrossEntropy {
+    /// `dL/d logits` of the last [`loss_and_grad`](Self::loss_and_grad).
+    pub fn grad(&self) -> ArrayView2<'_, f32> {
+        self.grad.view()
+    }
+}
+
 /// Mean loss and number correct, without a gradient (for evaluation).
 pub fn loss_and_correct(logits: ArrayView2<f32>, labels: &[u8]) -> LossStats {
     let (n, classes) = logits.dim();

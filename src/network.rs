@@ -53,14 +53,23 @@ struct Replica {
 impl Replica {
     /// Forward and backward on one batch, leaving `dL/dθ` in every parameter's gradient.
     fn compute_gradients(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> LossStats {
-        let (first, rest) = self.layers.split_first_mut().expect("at least one layer");
-        let mut activation = first.forward(x, true);
-        for layer in rest {
-            activation = layer.forward(activation, true);
+        // Forward: each layer reads the output the layer below keeps.
+        for i in 0..self.layers.len() {
+            let (below, rest) = self.layers.split_at_mut(i);
+            let input = below.last().map_or(x, |layer| layer.output());
+            rest[0].forward(input, true);
         }
-        let (stats, mut grad) = self.loss.loss_and_grad(activation, labels);
-        for layer in self.layers.iter_mut().rev() {
-            grad = layer.backward(grad);
+        let logits = self.layers.last().expect("at least one layer").output();
+        let (stats, _) = self.loss.loss_and_grad(logits, labels);
+        // Backward: each layer gets its forward input again and the gradient the layer above left.
+        for i in (0..self.layers.len()).rev() {
+            let (below, rest) = self.layers.split_at_mut(i);
+            let (layer, above) = rest.split_first_mut().expect("i < len");
+            let input = below.last().map_or(x, |layer| layer.output());
+            let grad_output = above
+                .first()
+                .map_or(self.loss.grad(), |layer| layer.grad_input());
+            layer.backward(input, grad_output);
         }
         stats
     }

@@ -71,10 +71,11 @@ fn a_first_layer_computes_no_input_gradient() {
     let mut layer = Linear::new(5, 4, Init::He, &mut seeded_rng(3));
     let x = Array2::from_shape_fn((2, 5), |(i, j)| (i + j) as f32);
     layer.forward(x.view(), true);
-    assert_eq!(layer.backward(Array2::ones((2, 4)).view()).dim(), (2, 5));
+    let ones = Array2::ones((2, 4));
+    assert_eq!(layer.backward(x.view(), ones.view()).dim(), (2, 5));
     layer.set_input_grad_needed(false);
     layer.forward(x.view(), true);
-    assert_eq!(layer.backward(Array2::ones((2, 4)).view()).dim(), (0, 5));
+    assert_eq!(layer.backward(x.view(), ones.view()).dim(), (0, 5));
     // The parameter gradients are still there: dW = Xᵀ·1, so row i of dW is the sum of column i of X.
     assert_eq!(layer.grad_weight[[4, 0]], 4.0 + 5.0);
 }
@@ -162,9 +163,10 @@ fn predictions_agree_with_evaluation() {
 #[test]
 fn a_shared_bias_gradient_moves_every_bias_by_the_sum_of_the_delta() {
     let mut layer = Linear::new(3, 4, Init::Samson, &mut seeded_rng(9)).with_shared_bias_gradient();
-    layer.forward(Array2::ones((2, 3)).view(), true);
+    let x = Array2::ones((2, 3));
+    layer.forward(x.view(), true);
     let delta = array![[0.1f32, -0.2, 0.3, 0.4], [0.5, 0.0, -0.1, 0.2]];
-    layer.backward(delta.view());
+    layer.backward(x.view(), delta.view());
     let total = delta.sum();
     assert!(
         layer.grad_bias.iter().all(|&g| (g - total).abs() < 1e-6),

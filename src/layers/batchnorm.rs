@@ -125,7 +125,11 @@ impl Layer for BatchNorm1d {
         self.output.view()
     }
 
-    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32> {
+    fn backward(
+        &mut self,
+        _input: ArrayView2<f32>,
+        grad_output: ArrayView2<f32>,
+    ) -> ArrayView2<'_, f32> {
         assert_eq!(
             grad_output.dim(),
             self.normalised.dim(),
@@ -172,6 +176,13 @@ impl Layer for BatchNorm1d {
         self.grad_input.view()
     }
 
+    fn output(&self) -> ArrayView2<'_, f32> {
+        self.output.view()
+    }
+
+    fn grad_input(&self) -> ArrayView2<'_, f32> {
+        self.grad_input.view()
+    }
     fn params(&mut self) -> Vec<Param<'_>> {
         vec![
             Param {

@@ -331,7 +331,11 @@ impl Layer for Conv2d {
         self.output.view()
     }
 
-    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32> {
+    fn backward(
+        &mut self,
+        _input: ArrayView2<f32>,
+        grad_output: ArrayView2<f32>,
+    ) -> ArrayView2<'_, f32> {
         let (n, channels, per_image) = (
             grad_output.nrows(),
             self.shape.out_channels,
@@ -374,6 +378,13 @@ impl Layer for Conv2d {
         self.grad_input.view()
     }
 
+    fn output(&self) -> ArrayView2<'_, f32> {
+        self.output.view()
+    }
+
+    fn grad_input(&self) -> ArrayView2<'_, f32> {
+        self.grad_input.view()
+    }
     fn params(&mut self) -> Vec<Param<'_>> {
         weight_and_bias(
             &mut self.weight,

@@ -43,12 +43,23 @@ impl Layer for Flatten {
         self.output.view()
     }
 
-    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32> {
+    fn backward(
+        &mut self,
+        _input: ArrayView2<f32>,
+        grad_output: ArrayView2<f32>,
+    ) -> ArrayView2<'_, f32> {
         ensure_shape(&mut self.grad_input, grad_output.nrows(), self.features);
         self.grad_input.assign(&grad_output);
         self.grad_input.view()
     }
 
+    fn output(&self) -> ArrayView2<'_, f32> {
+        self.output.view()
+    }
+
+    fn grad_input(&self) -> ArrayView2<'_, f32> {
+        self.grad_input.view()
+    }
     fn describe(&self) -> String {
         format!("Flatten({})", self.features)
     }

@@ -39,8 +39,6 @@ pub struct Linear {
     pub grad_bias: Array1<f32>,
     input_grad_needed: bool,
     shared_bias_gradient: bool,
-    /// The last training batch `X`, `(n, in)`: `dW` needs it.
-    input: Array2<f32>,
     /// `Y`, `(n, out)`
     output: Array2<f32>,
     /// `dX`, `(n, in)`
@@ -69,7 +67,6 @@ impl Linear {
             bias,
             input_grad_needed: true,
             shared_bias_gradient: false,
-            input: Array2::zeros((0, 0)),
             output: Array2::zeros((0, 0)),
             grad_input: Array2::zeros((0, 0)),
         }
@@ -94,33 +91,29 @@ impl Linear {
 }
 
 impl Layer for Linear {
-    fn forward(&mut self, input: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32> {
+    fn forward(&mut self, input: ArrayView2<f32>, _train: bool) -> ArrayView2<'_, f32> {
         check_features("Linear", self.inputs(), input);
-        let (n, (inputs, outputs)) = (input.nrows(), self.weight.dim());
+        let (n, outputs) = (input.nrows(), self.outputs());
         ensure_shape(&mut self.output, n, outputs);
         // Y = b (broadcast over rows), then Y += X·W in one GEMM.
         self.output.assign(&self.bias);
         matmul(input, self.weight.view(), true, self.output.view_mut());
-        if train {
-            ensure_shape(&mut self.input, n, inputs);
-            self.input.assign(&input);
-        }
         self.output.view()
     }
 
-    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32> {
+    fn backward(
+        &mut self,
+        input: ArrayView2<f32>,
+        grad_output: ArrayView2<f32>,
+    ) -> ArrayView2<'_, f32> {
+        check_features("Linear", self.inputs(), input);
         assert_eq!(
             grad_output.dim(),
-            (self.input.nrows(), self.outputs()),
-            "Linear: gradient shape does not match the last training forward pass"
+            (input.nrows(), self.outputs()),
+            "Linear: the gradient's shape does not match the input's and the layer's"
         );
         // dW = Xᵀ·dY
-        matmul(
-            self.input.t(),
-            grad_output,
-            false,
-            self.grad_weight.view_mut(),
-        );
+        matmul(input.t(), grad_output, false, self.grad_weight.view_mut());
         // db = Σ_rows dY (or, shared, its sum over the units too)
         self.grad_bias.fill(0.0);
         for row in grad_output.axis_iter(Axis(0)) {
@@ -148,6 +141,13 @@ impl Layer for Linear {
         self.grad_input.view()
     }
 
+    fn output(&self) -> ArrayView2<'_, f32> {
+        self.output.view()
+    }
+
+    fn grad_input(&self) -> ArrayView2<'_, f32> {
+        self.grad_input.view()
+    }
     fn params(&mut self) -> Vec<Param<'_>> {
         weight_and_bias(
             &mut self.weight,

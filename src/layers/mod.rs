@@ -2,9 +2,10 @@
 //!
 //! Every layer works on a batch: its input is a matrix of shape `(batch, in_features)` with one
 //! example per row, its output `(batch, out_features)`. The backward pass receives `dL/d output`
-//! (same shape as the output) and returns `dL/d input` (same shape as the input), and on the way
-//! stores the gradients of the layer's own parameters. Layers keep, between the two passes,
-//! whatever the backward pass needs (the input for [`Linear`], the output for [`ReLU`]).
+//! (same shape as the output) together with the input of the forward pass, and returns
+//! `dL/d input` (same shape as the input); on the way it stores the gradients of the layer's own
+//! parameters. Layers keep, between the two passes, whatever else the backward pass needs (the
+//! output for [`ReLU`], the patches for [`Conv2d`]).
 //!
 //! Layers own their output and gradient buffers and hand out views of them, so a training loop
 //! reuses them from batch to batch (only small per-feature vectors, such as batch
@@ -45,9 +46,20 @@ pub trait Layer: Send {
     /// behave differently, as batch normalisation does) and false for inference.
     fn forward(&mut self, input: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32>;
 
-    /// Given `dL/d output` for the batch of the last `forward(.., true)`, stores the gradients of
-    /// this layer's parameters and returns `dL/d input`.
-    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32>;
+    /// Given the `input` of the last `forward(.., true)` and `dL/d output` for it, stores the
+    /// gradients of this layer's parameters and returns `dL/d input`. (The network hands the input
+    /// back rather than the layer copying it: it is the output the layer below still holds.)
+    fn backward(
+        &mut self,
+        input: ArrayView2<f32>,
+        grad_output: ArrayView2<f32>,
+    ) -> ArrayView2<'_, f32>;
+
+    /// The output of the last forward pass (what `forward` returned).
+    fn output(&self) -> ArrayView2<'_, f32>;
+
+    /// `dL/d input` of the last backward pass (what `backward` returned).
+    fn grad_input(&self) -> ArrayView2<'_, f32>;
 
     /// The learnable parameters with their gradients (none by default).
     fn params(&mut self) -> Vec<Param<'_>> {

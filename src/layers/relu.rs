@@ -36,7 +36,11 @@ impl Layer for ReLU {
         self.output.view()
     }
 
-    fn backward(&mut self, grad_output: ArrayView2<f32>) -> ArrayView2<'_, f32> {
+    fn backward(
+        &mut self,
+        _input: ArrayView2<f32>,
+        grad_output: ArrayView2<f32>,
+    ) -> ArrayView2<'_, f32> {
         assert_eq!(
             grad_output.dim(),
             self.output.dim(),
@@ -54,6 +58,13 @@ impl Layer for ReLU {
         self.grad_input.view()
     }
 
+    fn output(&self) -> ArrayView2<'_, f32> {
+        self.output.view()
+    }
+
+    fn grad_input(&self) -> ArrayView2<'_, f32> {
+        self.grad_input.view()
+    }
     fn describe(&self) -> String {
         "ReLU".to_string()
     }

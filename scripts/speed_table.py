@@ -1,0 +1,77 @@
+"""Speed table: mnist-nn beside its peers (NumPy float64, NumPy float32, PyTorch CPU), side by side.
+
+Runs `mnist-nn bench --json` and `../shared/bench/mnist_ref.py` on the same machine, in rounds that
+interleave the implementations (so a noisy spell hits them all), and prints a Markdown table of
+the medians over rounds of each one's median seconds per epoch, the ratios, and the GEMM bound.
+
+Usage, with a Python that has numpy and torch (a virtualenv outside the repository):
+  python scripts/speed_table.py [--rounds 3] [--data-dir DIR] [--peers PATH/mnist_ref.py]
+                                [--workloads fullbatch minibatch cnn] [--json FILE]
+"""
+import argparse, json, os, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = ("numpy64", "numpy32", "torch")
+# Epochs per measurement: each side reports the median of those after its warm-up epoch.
+EPOCHS = {"fullbatch": 6, "minibatch": 5, "cnn": 3}
+
+
+def ours(binary, workload, data_dir):
+    out = subprocess.run([binary, "bench", "--json", "--workload", workload,
+                          "--epochs", str(EPOCHS[workload] - 1), "--data-dir", data_dir],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)[workload]
+
+
+def peer(script, backend, workload, data_dir):
+    out = subprocess.run([sys.executable, script, data_dir, backend, workload, str(EPOCHS[workload])],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--data-dir", default=os.environ.get("MNIST_DIR", os.path.join(ROOT, "..", "shared", "data", "mnist")))
+    parser.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench", "mnist_ref.py"))
+    parser.add_argument("--workloads", nargs="+", default=list(EPOCHS), choices=list(EPOCHS))
+    parser.add_argument("--json", help="also write every measurement to this file")
+    args = parser.parse_args()
+
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    binary = os.path.join(ROOT, "target", "release", "mnist-nn")
+    seconds = {(w, impl): [] for w in args.workloads for impl in ("mnist-nn",) + PEERS}
+    bound = {w: [] for w in args.workloads}
+    peak = []
+    started = time.time()
+    for r in range(1, args.rounds + 1):
+        for w in args.workloads:
+            mine = ours(binary, w, args.data_dir)
+            seconds[(w, "mnist-nn")].append(mine["s_per_epoch"])
+            bound[w].append(mine["bound_s"])
+            peak.append(mine["peak_gflops"])
+            line = [f"round {r} {w}: mnist-nn {mine['s_per_epoch']:.3f}"]
+            for backend in PEERS:
+                result = peer(args.peers, backend, w, args.data_dir)
+                seconds[(w, backend)].append(result["s_per_epoch"])
+                line.append(f"{backend} {result['s_per_epoch']:.3f}")
+            print(", ".join(line), f"({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    med = {key: statistics.median(values) for key, values in seconds.items()}
+    print(f"Median over {args.rounds} rounds of each side's median seconds per epoch; "
+          f"GEMM peak {statistics.median(peak):.0f} GFLOP/s (median of the rounds' best 2048³ products).\n")
+    print("| workload | mnist-nn | NumPy float64 | NumPy float32 | PyTorch | vs NumPy f32 | vs PyTorch | GEMM bound | mnist-nn / bound |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for w in args.workloads:
+        m, b = med[(w, "mnist-nn")], statistics.median(bound[w])
+        print(f"| {w} | {m:.3f} s | {med[(w, 'numpy64')]:.3f} s | {med[(w, 'numpy32')]:.3f} s | "
+              f"{med[(w, 'torch')]:.3f} s | {med[(w, 'numpy32')] / m:.2f}x | {med[(w, 'torch')] / m:.2f}x | "
+              f"{b:.3f} s | {m / b:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"seconds": {f"{w}/{impl}": v for (w, impl), v in seconds.items()},
+                       "bound_s": bound, "peak_gflops": peak}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
