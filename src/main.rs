@@ -156,6 +156,12 @@ fn metrics_path(s: &str) -> Result<PathBuf, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The main thread is one of rayon's workers: a training step then runs its first shard
+    // itself and hands the others to the pool, instead of waking the pool and waiting for it.
+    // (It can only fail if a pool already exists; the default pool then does the same work.)
+    let _ = rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global();
     let result = match cli.command {
         Command::Train(args) => train(args),
         Command::Experiment(args) => experiment(args),
