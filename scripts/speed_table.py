@@ -59,7 +59,7 @@ def main():
 
     med = {key: statistics.median(values) for key, values in seconds.items()}
     print(f"Median over {args.rounds} rounds of each side's median seconds per epoch; "
-          f"GEMM peak {statistics.median(peak):.0f} GFLOP/s (median of the rounds' best 2048³ products).\n")
+          f"GEMM peak {statistics.median(peak):.0f} GFLOP/s (median over the rounds of mnist-nn bench's median 2048³ product).\n")
     print("| workload | mnist-nn | NumPy float64 | NumPy float32 | PyTorch | vs NumPy f32 | vs PyTorch | GEMM bound | mnist-nn / bound |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for w in args.workloads:

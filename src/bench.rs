@@ -104,21 +104,21 @@ pub fn time_epochs(
     }
 }
 
-/// GFLOP/s of a `size x size x size` single-precision product on every core: the best of
-/// `repeats` after one warm-up (the best, as a peak is what the machine can do at its quietest).
+/// GFLOP/s of a `size x size x size` single-precision product on every core: the median of
+/// `repeats` after one warm-up, measured like the epochs (a median, under the same conditions).
 pub fn gemm_peak(size: usize, repeats: usize) -> f64 {
     let a = Array2::from_shape_fn((size, size), |(i, j)| ((i * 7 + j * 3) % 19) as f32 / 19.0);
     let b = Array2::from_shape_fn((size, size), |(i, j)| ((i * 5 + j * 11) % 17) as f32 / 17.0);
     let mut c = Array2::zeros((size, size));
     matmul(a.view(), b.view(), false, c.view_mut());
-    let fastest = (0..repeats.max(1))
+    let seconds: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
             let start = Instant::now();
             matmul(a.view(), b.view(), false, c.view_mut());
             start.elapsed().as_secs_f64()
         })
-        .fold(f64::INFINITY, f64::min);
-    2.0 * (size as f64).powi(3) / fastest / 1e9
+        .collect();
+    2.0 * (size as f64).powi(3) / median(&seconds) / 1e9
 }
 
 /// The median of `values` (the mean of the middle two for an even count).

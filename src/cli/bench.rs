@@ -63,7 +63,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let peak = gemm_peak(PEAK_SIZE, 10);
     if !args.json {
         println!(
-            "GEMM peak: {peak:.1} GFLOP/s ({PEAK_SIZE}x{PEAK_SIZE}x{PEAK_SIZE} f32 product, {} cores)",
+            "GEMM peak: {peak:.1} GFLOP/s (median of 10 {PEAK_SIZE}x{PEAK_SIZE}x{PEAK_SIZE} f32 products, {} cores)",
             gemm::cores()
         );
         println!(
