@@ -19,13 +19,14 @@
 //! Networks with batch normalisation, whose rows depend on the whole batch, run one copy with
 //! multithreaded products instead.
 
-use ndarray::{s, ArrayView2};
+use ndarray::{s, Array2, ArrayView2};
 use rand::Rng;
 use rayon::prelude::*;
 
+use crate::data::Dataset;
 use crate::gemm;
 use crate::init::Init;
-use crate::layers::{Layer, Linear, Param, ReLU};
+use crate::layers::{ensure_shape, Layer, Linear, Param, ReLU};
 use crate::loss::{argmax, loss_and_correct, LossStats, SoftmaxCrossEntropy};
 
 /// Rows per forward pass when evaluating or predicting: bounds memory on large sets (a
@@ -48,9 +49,63 @@ pub struct Network {
 struct Replica {
     layers: Vec<Box<dyn Layer>>,
     loss: SoftmaxCrossEntropy,
+    /// This copy's share of a batch picked from a data set, `(rows, features)`, and its labels.
+    picked_images: Array2<f32>,
+    picked_labels: Vec<u8>,
+}
+
+/// The examples of one training step.
+#[derive(Clone, Copy)]
+enum Batch<'a> {
+    /// These rows with these labels.
+    Rows(ArrayView2<'a, f32>, &'a [u8]),
+    /// The examples at `indices` in a data set.
+    Picked(&'a Dataset, &'a [u32]),
+}
+
+impl Batch<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Rows(_, labels) => labels.len(),
+            Batch::Picked(_, indices) => indices.len(),
+        }
+    }
 }
 
 impl Replica {
+    fn new(layers: Vec<Box<dyn Layer>>) -> Self {
+        Replica {
+            layers,
+            loss: SoftmaxCrossEntropy::new(),
+            picked_images: Array2::zeros((0, 0)),
+            picked_labels: Vec::new(),
+        }
+    }
+
+    /// [`compute_gradients`](Self::compute_gradients) on rows `start..end` of `batch`; picked
+    /// examples are first copied into this copy's own buffer (so each core copies its own share).
+    fn compute_shard_gradients(&mut self, batch: Batch, start: usize, end: usize) -> LossStats {
+        match batch {
+            Batch::Rows(images, labels) => {
+                self.compute_gradients(images.slice(s![start..end, ..]), &labels[start..end])
+            }
+            Batch::Picked(data, indices) => {
+                let indices = &indices[start..end];
+                let mut images = std::mem::take(&mut self.picked_images);
+                let mut labels = std::mem::take(&mut self.picked_labels);
+                ensure_shape(&mut images, indices.len(), data.images.ncols());
+                labels.clear();
+                for (mut row, &i) in images.rows_mut().into_iter().zip(indices) {
+                    row.assign(&data.images.row(i as usize));
+                    labels.push(data.labels[i as usize]);
+                }
+                let stats = self.compute_gradients(images.view(), &labels);
+                (self.picked_images, self.picked_labels) = (images, labels);
+                stats
+            }
+        }
+    }
+
     /// Forward and backward on one batch, leaving `dL/dθ` in every parameter's gradient.
     fn compute_gradients(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> LossStats {
         // Forward: each layer reads the output the layer below keeps.
@@ -80,10 +135,7 @@ impl Replica {
 
     /// A copy with the same architecture and parameters.
     fn duplicate(&mut self) -> Replica {
-        let mut copy = Replica {
-            layers: self.layers.iter().map(|l| l.spec().build()).collect(),
-            loss: SoftmaxCrossEntropy::new(),
-        };
+        let mut copy = Replica::new(self.layers.iter().map(|l| l.spec().build()).collect());
         copy.layers[0].set_input_grad_needed(false);
         copy.copy_params_from(self);
         copy
@@ -112,10 +164,7 @@ impl Network {
         assert!(!layers.is_empty(), "Network: needs at least one layer");
         layers[0].set_input_grad_needed(false);
         Network {
-            main: Replica {
-                layers,
-                loss: SoftmaxCrossEntropy::new(),
-            },
+            main: Replica::new(layers),
             helpers: Vec::new(),
             helpers_in_sync: false,
         }
@@ -202,9 +251,20 @@ impl Network {
             x.nrows(),
             labels.len()
         );
-        let shards = self.shard_count(x.nrows());
+        self.step(Batch::Rows(x, labels), lr)
+    }
+
+    /// [`train_step`](Self::train_step) on the examples of `data` at `indices` (a shuffled
+    /// minibatch): each core copies its own share of them, as part of its work.
+    pub fn train_step_on(&mut self, data: &Dataset, indices: &[u32], lr: f32) -> LossStats {
+        self.step(Batch::Picked(data, indices), lr)
+    }
+
+    fn step(&mut self, batch: Batch, lr: f32) -> LossStats {
+        let n = batch.len();
+        let shards = self.shard_count(n);
         if shards == 1 {
-            let stats = self.main.compute_gradients(x, labels);
+            let stats = self.main.compute_shard_gradients(batch, 0, n);
             for param in self.main.params() {
                 for (value, grad) in param.value.iter_mut().zip(param.grad) {
                     *value -= lr * grad;
@@ -213,7 +273,6 @@ impl Network {
             return stats;
         }
         self.prepare_helpers(shards - 1);
-        let n = x.nrows();
         let bounds: Vec<(usize, usize)> = (0..shards)
             .map(|s| (s * n / shards, (s + 1) * n / shards))
             .collect();
@@ -225,8 +284,7 @@ impl Network {
             .par_iter_mut()
             .zip(&bounds)
             .map(|(replica, &(start, end))| {
-                let rows = x.slice(s![start..end, ..]);
-                gemm::single_threaded(|| replica.compute_gradients(rows, &labels[start..end]))
+                gemm::single_threaded(|| replica.compute_shard_gradients(batch, start, end))
             })
             .collect();
         // θ ← θ - lr · Σ_s (n_s / n) · g_s, taken by every copy on its own core.

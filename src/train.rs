@@ -5,12 +5,10 @@
 //! may be smaller). With full batch, each epoch is a single update with the gradient averaged over
 //! the whole training set — plain gradient descent.
 
-use ndarray::{Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::data::Dataset;
-use crate::layers::ensure_shape;
 use crate::network::Network;
 
 /// How examples are grouped into updates.
@@ -22,7 +20,7 @@ pub enum Batching {
     Mini(usize),
 }
 
-/// Vanilla SGD: `θ ← θ - lr · dL/dθ`, with a buffer for gathering shuffled batches.
+/// Vanilla SGD: `θ ← θ - lr · dL/dθ`.
 ///
 /// An epoch can be run in one call ([`Sgd::epoch`]), or started ([`Sgd::start_epoch`]) and run
 /// until done or asked to stop ([`Sgd::run_epoch`]); [`Sgd::progress`] and [`Sgd::restore`] save
@@ -33,8 +31,6 @@ pub struct Sgd {
     /// Full batch or minibatches.
     pub batching: Batching,
     progress: EpochProgress,
-    batch_images: Array2<f32>,
-    batch_labels: Vec<u8>,
 }
 
 /// Where an epoch stands.
@@ -74,8 +70,6 @@ impl Sgd {
             lr,
             batching,
             progress: EpochProgress::default(),
-            batch_images: Array2::zeros((0, 0)),
-            batch_labels: Vec::new(),
         }
     }
 
@@ -118,8 +112,7 @@ impl Sgd {
         while self.progress.done < n {
             let (start, end) = (self.progress.done, (self.progress.done + batch_size).min(n));
             let stats = if batch_size < n {
-                let (images, labels) = self.gather(data, start, end);
-                network.train_step(images, labels, lr)
+                network.train_step_on(data, &self.progress.order[start..end], lr)
             } else {
                 // Full batch: the whole set in its stored order (order does not change a sum).
                 network.train_step(data.images.view(), &data.labels, lr)
@@ -153,17 +146,5 @@ impl Sgd {
             Batching::Mini(size) => size.min(n),
             Batching::Full => n,
         }
-    }
-
-    /// Copies the examples `order[start..end]` into the batch buffers.
-    fn gather(&mut self, data: &Dataset, start: usize, end: usize) -> (ArrayView2<'_, f32>, &[u8]) {
-        let indices = &self.progress.order[start..end];
-        ensure_shape(&mut self.batch_images, indices.len(), data.images.ncols());
-        self.batch_labels.clear();
-        for (mut row, &i) in self.batch_images.rows_mut().into_iter().zip(indices) {
-            row.assign(&data.images.row(i as usize));
-            self.batch_labels.push(data.labels[i as usize]);
-        }
-        (self.batch_images.view(), &self.batch_labels)
     }
 }

@@ -215,3 +215,21 @@ fn the_data_parallel_step_equals_plain_gradient_descent() {
         assert!((p - s).abs() < 1e-5, "weights differ: {p} vs {s}");
     }
 }
+
+#[test]
+fn a_step_on_picked_examples_equals_a_step_on_the_same_rows() {
+    let data = two_moons(300);
+    let indices: Vec<u32> = (0..300).rev().step_by(3).collect();
+    let rows = Array2::from_shape_fn((indices.len(), 2), |(r, c)| {
+        data.images[[indices[r] as usize, c]]
+    });
+    let labels: Vec<u8> = indices.iter().map(|&i| data.labels[i as usize]).collect();
+    let mut picked = Network::mlp(&[2, 16, 2], Init::He, &mut seeded_rng(5));
+    let mut copied = Network::mlp(&[2, 16, 2], Init::He, &mut seeded_rng(5));
+    for _ in 0..3 {
+        let a = picked.train_step_on(&data, &indices, 0.1);
+        let b = copied.train_step(rows.view(), &labels, 0.1);
+        assert_eq!(a, b);
+    }
+    assert_eq!(weights(&mut picked), weights(&mut copied));
+}
