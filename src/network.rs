@@ -14,8 +14,10 @@
 //! dL/dθ = Σ_s (n_s / n) · g_s
 //! ```
 //!
-//! and every copy takes the same step with it, so the copies stay identical. Each core then runs
-//! its products alone: fewer synchronisations than splitting every product between cores.
+//! and every copy takes the same step with it, so the copies stay identical: the cores share the
+//! parameters between them, and each writes the new values of its share into every copy. Each
+//! core also copies its own share of a shuffled batch out of the data set, and runs its products
+//! alone: fewer synchronisations than splitting every product between cores.
 //! Networks with batch normalisation, whose rows depend on the whole batch, run one copy with
 //! multithreaded products instead.
 
@@ -287,23 +289,12 @@ impl Network {
                 gemm::single_threaded(|| replica.compute_shard_gradients(batch, start, end))
             })
             .collect();
-        // θ ← θ - lr · Σ_s (n_s / n) · g_s, taken by every copy on its own core.
+        // θ ← θ - lr · Σ_s (n_s / n) · g_s, the cores sharing the parameters between them.
         let weights: Vec<f32> = bounds
             .iter()
             .map(|&(start, end)| (end - start) as f32 / n as f32)
             .collect();
-        // Every copy computes the same sum in the same order, so the copies stay identical.
-        let mut params: Vec<Vec<Param>> = replicas.iter_mut().map(|r| r.params()).collect();
-        let grads: Vec<Vec<&[f32]>> = params
-            .iter()
-            .map(|ps| ps.iter().map(|p| p.grad).collect())
-            .collect();
-        params.par_iter_mut().for_each(|own| {
-            for (k, param) in own.iter_mut().enumerate() {
-                let shard_grads: Vec<&[f32]> = grads.iter().map(|g| g[k]).collect();
-                descend(param.value, &shard_grads, &weights, lr);
-            }
-        });
+        descend_together(&mut replicas, &weights, lr);
         let mut total = LossStats {
             loss: 0.0,
             correct: 0,
@@ -377,6 +368,50 @@ impl Network {
             accuracy: correct as f64 / n,
         }
     }
+}
+
+/// Values per piece of work when the cores share a parameter update.
+const UPDATE_PIECE: usize = 1 << 13;
+
+/// For every parameter `θ` (the same in all the replicas), `θ ← θ - lr · Σ_s weight_s · g_s`
+/// with `g_s` its gradient in replica `s`. The parameters are cut into pieces that the cores
+/// share; each piece's new values are computed once and copied into every replica.
+fn descend_together(replicas: &mut [&mut Replica], weights: &[f32], lr: f32) {
+    let mut params: Vec<_> = replicas
+        .iter_mut()
+        .map(|r| r.params().into_iter())
+        .collect();
+    let mut pieces: Vec<(Vec<&mut [f32]>, Vec<&[f32]>)> = Vec::new();
+    while let Some(first) = params[0].next() {
+        let mut group = vec![first];
+        group.extend(
+            params[1..]
+                .iter_mut()
+                .map(|p| p.next().expect("same layers")),
+        );
+        let (mut values, mut grads): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|p| {
+                (
+                    p.value.chunks_mut(UPDATE_PIECE),
+                    p.grad.chunks(UPDATE_PIECE),
+                )
+            })
+            .unzip();
+        while let Some(value) = values[0].next() {
+            let mut piece = vec![value];
+            piece.extend(values[1..].iter_mut().map(|v| v.next().expect("same size")));
+            let piece_grads = grads.iter_mut().map(|g| g.next().expect("same size"));
+            pieces.push((piece, piece_grads.collect()));
+        }
+    }
+    pieces.into_par_iter().for_each(|(mut values, grads)| {
+        let (first, others) = values.split_first_mut().expect("at least one replica");
+        descend(first, &grads, weights, lr);
+        for other in others {
+            other.copy_from_slice(first);
+        }
+    });
 }
 
 /// `value ← value - lr · Σ_s weight_s · grad_s`, a block at a time so that the loops vectorise.
