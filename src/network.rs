@@ -370,6 +370,9 @@ impl Network {
     }
 }
 
+/// One piece of a parameter in every replica (values to update) with its gradient in every replica.
+type UpdatePiece<'a> = (Vec<&'a mut [f32]>, Vec<&'a [f32]>);
+
 /// Values per piece of work when the cores share a parameter update.
 const UPDATE_PIECE: usize = 1 << 13;
 
@@ -381,7 +384,7 @@ fn descend_together(replicas: &mut [&mut Replica], weights: &[f32], lr: f32) {
         .iter_mut()
         .map(|r| r.params().into_iter())
         .collect();
-    let mut pieces: Vec<(Vec<&mut [f32]>, Vec<&[f32]>)> = Vec::new();
+    let mut pieces: Vec<UpdatePiece> = Vec::new();
     while let Some(first) = params[0].next() {
         let mut group = vec![first];
         group.extend(
