@@ -25,6 +25,14 @@ pub fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// How many cores a product started on this thread may use.
+pub fn threads() -> usize {
+    match THREADS.with(Cell::get) {
+        0 => cores(),
+        t => t,
+    }
+}
+
 /// Runs `work` with every product on this thread using one core.
 pub fn single_threaded<T>(work: impl FnOnce() -> T) -> T {
     let before = THREADS.with(|t| t.replace(1));
@@ -54,12 +62,8 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, accumulate: bool, mut c: A
         }
         return;
     }
-    let threads = match THREADS.with(Cell::get) {
-        0 => cores(),
-        t => t,
-    };
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
+    let parallelism = if threads() > 1 {
+        gemm::Parallelism::Rayon(threads())
     } else {
         gemm::Parallelism::None
     };

@@ -2,7 +2,8 @@
 //!
 //! Neural networks written from scratch, trained and tested on MNIST. Every layer states its
 //! forward maths and the derivation of its backward pass next to the code, with the shape of every
-//! array; the matrix products go through a fast multithreaded SGEMM.
+//! array; the matrix products go through a fast SGEMM, and a training step splits its batch
+//! between the cores.
 //!
 //! The pieces:
 //! - [`layers`]: the [`Layer`](layers::Layer) trait and the layers ([`Linear`](layers::Linear),
@@ -11,10 +12,12 @@
 //! - [`loss`]: numerically stable softmax cross-entropy;
 //! - [`network`]: a sequential [`Network`](network::Network) with training steps and evaluation;
 //! - [`train`]: stochastic gradient descent, minibatch or full batch;
+//! - [`gemm`]: the matrix product every layer's work goes through;
 //! - [`init`]: the weight initialisations (`he`, `xavier`, `gaussian`, `samson`);
 //! - [`data`]: reading, finding, downloading and preparing MNIST;
 //! - [`gradcheck`]: finite-difference checks of backward passes;
 //! - [`experiments`]: the seeds' experiments with their exact settings;
+//! - [`bench`]: the workloads `mnist-nn bench` times, and this machine's GEMM peak;
 //! - [`model`]: saving and loading trained networks (`.safetensors`, PyTorch-compatible names);
 //! - [`draw`]: digits in the terminal and as PNG.
 //!

@@ -731,3 +731,51 @@ fn broken_model_files_are_refused_by_every_command_that_reads_them() {
         }
     }
 }
+
+#[test]
+fn bench_times_epochs_and_reports_them_as_json() {
+    let dir = mnist_dir();
+    let output = run(
+        &[
+            "bench",
+            "--workload",
+            "minibatch",
+            "--epochs",
+            "1",
+            "--json",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let results = json.as_object().unwrap();
+    assert_eq!(results.keys().collect::<Vec<_>>(), ["minibatch"]);
+    let minibatch = &results["minibatch"];
+    for field in ["s_per_epoch", "gflops", "peak_gflops", "bound_s"] {
+        let value = minibatch[field].as_f64().unwrap();
+        assert!(value.is_finite() && value > 0.0, "{field} = {value}");
+    }
+    // 784-256-128-10 on 50,000 images: 2·n·(2·weights + the upper layers' input gradients).
+    let weights = 784 * 256 + 256 * 128 + 128 * 10;
+    let flops = 2 * 50_000u64 * (2 * weights + 256 * 128 + 128 * 10);
+    assert_eq!(minibatch["flops_per_epoch"].as_u64(), Some(flops));
+    let (s, gflops) = (
+        minibatch["s_per_epoch"].as_f64().unwrap(),
+        minibatch["gflops"].as_f64().unwrap(),
+    );
+    assert!((gflops * s * 1e9 / flops as f64 - 1.0).abs() < 1e-9);
+
+    for (flags, expected) in [
+        (&["--workload", "huge"][..], "invalid value 'huge'"),
+        (&["--epochs", "0"][..], "at least 1"),
+    ] {
+        let mut args = vec!["bench", "--data-dir", "/nonexistent/mnist"];
+        args.extend_from_slice(flags);
+        let output = run(&args, &[], None);
+        assert_eq!(output.status.code(), Some(2), "{flags:?} was accepted");
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+    }
+}

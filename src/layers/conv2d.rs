@@ -32,13 +32,14 @@
 //! and `dX` adds every entry of `dP` back onto the input pixel it was copied from (col2im): a pixel
 //! that appeared in several patches collects the gradient of each.
 
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Zip};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use rand::Rng;
+use rayon::prelude::*;
 
 use super::{
     check_features, ensure_shape, weight_and_bias, Layer, LayerSpec, Param, Tensor, TensorSource,
 };
-use crate::gemm::matmul;
+use crate::gemm::{matmul, single_threaded, threads};
 use crate::init::Init;
 
 /// The shape of a convolution: channels, image size, kernel, stride, padding, dilation.
@@ -310,24 +311,26 @@ impl Layer for Conv2d {
         let (channels, per_image) = (self.shape.out_channels, self.pixels_per_image());
         self.gather_patches(input);
         ensure_shape(&mut self.output, input.nrows(), self.shape.output_len());
-        let mut output = std::mem::take(&mut self.output);
-        for (i, row) in output.rows_mut().into_iter().enumerate() {
-            // Y = W·P + b, written straight into the image's row: (out_channels, out_h·out_w)
-            let mut y = row
-                .into_shape_with_order((channels, per_image))
+        let (weight, bias, patches) = (self.weight.view(), &self.bias, &self.patches);
+        let taps = self.shape.taps();
+        // Y = W·P + b, written straight into image i's row: (out_channels, out_h·out_w)
+        let one_image = |(i, row): (usize, &mut [f32])| {
+            let mut y = ArrayViewMut2::from_shape((channels, per_image), row)
                 .expect("a row is out_channels·out_h·out_w values");
-            for (mut channel, &b) in y.rows_mut().into_iter().zip(&self.bias) {
+            for (mut channel, &b) in y.rows_mut().into_iter().zip(bias) {
                 channel.fill(b);
             }
-            let taps = self.shape.taps();
-            matmul(
-                self.weight.view(),
-                image_patches(&self.patches, taps, i),
-                true,
-                y,
-            );
+            single_threaded(|| matmul(weight, image_patches(patches, taps, i), true, y));
+        };
+        // The products are small (8 x 9 x 784 for the cnn): share the images between the cores
+        // rather than each product, unless this thread already has its one core.
+        let rows = self.output.as_slice_mut().expect("standard layout");
+        let row_len = self.shape.output_len();
+        if threads() > 1 {
+            rows.par_chunks_mut(row_len).enumerate().for_each(one_image);
+        } else {
+            rows.chunks_mut(row_len).enumerate().for_each(one_image);
         }
-        self.output = output;
         self.output.view()
     }
 
@@ -346,12 +349,12 @@ impl Layer for Conv2d {
             (self.patches.nrows(), self.shape.output_len()),
             "Conv2d: gradient shape does not match the last training forward pass"
         );
-        // dW = Σ_images dY·Pᵀ, db = Σ_images Σ_columns dY
+        // dW = Σ_images dY·Pᵀ, db = Σ_images Σ_columns dY (small products: one core each)
         self.grad_bias.fill(0.0);
         for (i, dy) in grad_output.rows().into_iter().enumerate() {
             let dy = channels_by_pixels(dy, channels);
             let p = image_patches(&self.patches, self.shape.taps(), i);
-            matmul(dy, p.t(), i > 0, self.grad_weight.view_mut());
+            single_threaded(|| matmul(dy, p.t(), i > 0, self.grad_weight.view_mut()));
             Zip::from(&mut self.grad_bias)
                 .and(dy.rows())
                 .for_each(|g, dy| *g += dy.sum());
@@ -366,12 +369,8 @@ impl Layer for Conv2d {
         ensure_shape(&mut grad_input, n, self.shape.input_len());
         grad_input.fill(0.0);
         for (dy, mut dx) in grad_output.rows().into_iter().zip(grad_input.rows_mut()) {
-            matmul(
-                self.weight.t(),
-                channels_by_pixels(dy, channels),
-                false,
-                self.grad_patches.view_mut(),
-            );
+            let dy = channels_by_pixels(dy, channels);
+            single_threaded(|| matmul(self.weight.t(), dy, false, self.grad_patches.view_mut()));
             self.scatter_patch_gradients(dx.as_slice_mut().expect("contiguous rows"));
         }
         self.grad_input = grad_input;
