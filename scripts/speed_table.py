@@ -2,11 +2,13 @@
 
 Runs `mnist-nn bench --json` and `../shared/bench/mnist_ref.py` on the same machine, in rounds that
 interleave the implementations (so a noisy spell hits them all), and prints a Markdown table of
-the medians over rounds of each one's median seconds per epoch, the ratios, and the GEMM bound.
+the medians over rounds of each one's median seconds per epoch, the ratios within each round
+(their median over the rounds), and the GEMM bound.
 
 Usage, with a Python that has numpy and torch (a virtualenv outside the repository):
   python scripts/speed_table.py [--rounds 3] [--data-dir DIR] [--peers PATH/mnist_ref.py]
                                 [--workloads fullbatch minibatch cnn] [--json FILE]
+  python scripts/speed_table.py --from-json FILE      # reprint the table of a saved run
 """
 import argparse, json, os, statistics, subprocess, sys, time
 
@@ -36,7 +38,10 @@ def main():
     parser.add_argument("--peers", default=os.path.join(ROOT, "..", "shared", "bench", "mnist_ref.py"))
     parser.add_argument("--workloads", nargs="+", default=list(EPOCHS), choices=list(EPOCHS))
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--from-json", help="only reprint the table of a run saved with --json")
     args = parser.parse_args()
+    if args.from_json:
+        return from_json(args.from_json)
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     binary = os.path.join(ROOT, "target", "release", "mnist-nn")
@@ -57,20 +62,38 @@ def main():
                 line.append(f"{backend} {result['s_per_epoch']:.3f}")
             print(", ".join(line), f"({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
 
-    med = {key: statistics.median(values) for key, values in seconds.items()}
-    print(f"Median over {args.rounds} rounds of each side's median seconds per epoch; "
-          f"GEMM peak {statistics.median(peak):.0f} GFLOP/s (median over the rounds of mnist-nn bench's median 2048³ product).\n")
-    print("| workload | mnist-nn | NumPy float64 | NumPy float32 | PyTorch | vs NumPy f32 | vs PyTorch | GEMM bound | mnist-nn / bound |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for w in args.workloads:
-        m, b = med[(w, "mnist-nn")], statistics.median(bound[w])
-        print(f"| {w} | {m:.3f} s | {med[(w, 'numpy64')]:.3f} s | {med[(w, 'numpy32')]:.3f} s | "
-              f"{med[(w, 'torch')]:.3f} s | {med[(w, 'numpy32')] / m:.2f}x | {med[(w, 'torch')] / m:.2f}x | "
-              f"{b:.3f} s | {m / b:.2f}x |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"seconds": {f"{w}/{impl}": v for (w, impl), v in seconds.items()},
                        "bound_s": bound, "peak_gflops": peak}, f, indent=1)
+    print_table(seconds, bound, peak, args.rounds)
+
+
+def print_table(seconds, bound, peak, rounds):
+    """The Markdown table. Ratios are taken within each round (both sides measured minutes apart),
+    then the median over the rounds: on a noisy machine that is steadier than a ratio of medians."""
+    med = {key: statistics.median(values) for key, values in seconds.items()}
+    ratio = lambda w, peer: statistics.median(p / m for p, m in zip(seconds[(w, peer)], seconds[(w, "mnist-nn")]))
+    print(f"Medians over {rounds} rounds of each side's median seconds per epoch; ratios are the median "
+          f"of the rounds' ratios. GEMM peak {statistics.median(peak):.0f} GFLOP/s (median over the rounds "
+          f"of mnist-nn bench's median 2048³ product).\n")
+    print("| workload | mnist-nn | NumPy float64 | NumPy float32 | PyTorch | vs NumPy f32 | vs PyTorch | GEMM bound | mnist-nn / bound |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    workloads = [w for w in EPOCHS if (w, "mnist-nn") in seconds]
+    for w in workloads:
+        over_bound = statistics.median(m / b for m, b in zip(seconds[(w, "mnist-nn")], bound[w]))
+        print(f"| {w} | {med[(w, 'mnist-nn')]:.3f} s | {med[(w, 'numpy64')]:.3f} s | {med[(w, 'numpy32')]:.3f} s | "
+              f"{med[(w, 'torch')]:.3f} s | {ratio(w, 'numpy32'):.2f}x | {ratio(w, 'torch'):.2f}x | "
+              f"{statistics.median(bound[w]):.3f} s | {over_bound:.2f}x |")
+
+
+def from_json(path):
+    """Reprints the table of a run saved with --json."""
+    with open(path) as f:
+        saved = json.load(f)
+    seconds = {tuple(key.split("/")): values for key, values in saved["seconds"].items()}
+    rounds = len(next(iter(seconds.values())))
+    print_table(seconds, saved["bound_s"], saved["peak_gflops"], rounds)
 
 
 if __name__ == "__main__":
