@@ -3,9 +3,10 @@
 //! core as the data-parallel training step runs them: `cargo bench`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mnist_nn::experiments::CNN_CONV;
 use mnist_nn::gemm::single_threaded;
 use mnist_nn::init::Init;
-use mnist_nn::layers::{Conv2d, ConvShape, Layer, Linear};
+use mnist_nn::layers::{Conv2d, Layer, Linear};
 use mnist_nn::loss::SoftmaxCrossEntropy;
 use mnist_nn::seeded_rng;
 use ndarray::Array2;
@@ -48,16 +49,7 @@ fn linear(c: &mut Criterion) {
 
 fn conv2d(c: &mut Criterion) {
     let mut rng = seeded_rng(2);
-    let shape = ConvShape {
-        in_channels: 1,
-        out_channels: 8,
-        height: 28,
-        width: 28,
-        kernel: 3,
-        stride: 1,
-        padding: 2,
-        dilation: 2,
-    };
+    let shape = CNN_CONV;
     let mut group = c.benchmark_group("conv2d");
     group.sample_size(20);
     let rows = 64;

@@ -163,18 +163,22 @@ fn lecun_300_100(rng: &mut SeededRng) -> Network {
     Network::mlp(&[IMAGE_PIXELS, 300, 100, 10], Init::He, rng)
 }
 
+/// The convolution of seed 000's CNN: 1 -> 8 channels, 3x3 taps 2 pixels apart, padding 2, so a
+/// 28x28 image gives 8 maps of 28x28.
+pub const CNN_CONV: ConvShape = ConvShape {
+    in_channels: 1,
+    out_channels: 8,
+    height: IMAGE_SIDE,
+    width: IMAGE_SIDE,
+    kernel: 3,
+    stride: 1,
+    padding: 2,
+    dilation: 2,
+};
+
 /// Seed 000's CNN: a dilated 3x3 convolution to 8 channels, then a 128-unit hidden layer.
 fn cnn(rng: &mut SeededRng) -> Network {
-    let shape = ConvShape {
-        in_channels: 1,
-        out_channels: 8,
-        height: IMAGE_SIDE,
-        width: IMAGE_SIDE,
-        kernel: 3,
-        stride: 1,
-        padding: 2,
-        dilation: 2,
-    };
+    let shape = CNN_CONV;
     let features = shape.output_len();
     let layers: Vec<Box<dyn Layer>> = vec![
         Box::new(Conv2d::new(shape, Init::He, rng)),

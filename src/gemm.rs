@@ -7,7 +7,7 @@
 //! The products run on the pure-Rust `gemm` crate, chosen by measurement over `matrixmultiply`
 //! (see the README's speed section). How many threads one product may use is a per-thread
 //! setting: all cores by default, one inside [`single_threaded`], which the data-parallel
-//! training step uses to give each core its own half of the batch.
+//! training step uses to give each core its own shard of the batch.
 
 use std::cell::Cell;
 use std::sync::OnceLock;

@@ -75,7 +75,11 @@ impl Batch<'_> {
 }
 
 impl Replica {
-    fn new(layers: Vec<Box<dyn Layer>>) -> Self {
+    /// A copy over `layers`. The first layer's input gradient is never needed (nothing learns
+    /// below the data), so it is not computed.
+    fn new(mut layers: Vec<Box<dyn Layer>>) -> Self {
+        assert!(!layers.is_empty(), "Network: needs at least one layer");
+        layers[0].set_input_grad_needed(false);
         Replica {
             layers,
             loss: SoftmaxCrossEntropy::new(),
@@ -138,7 +142,6 @@ impl Replica {
     /// A copy with the same architecture and parameters.
     fn duplicate(&mut self) -> Replica {
         let mut copy = Replica::new(self.layers.iter().map(|l| l.spec().build()).collect());
-        copy.layers[0].set_input_grad_needed(false);
         copy.copy_params_from(self);
         copy
     }
@@ -162,9 +165,7 @@ pub struct Evaluation {
 impl Network {
     /// A network of the given layers, applied in order. The first layer's input gradient is
     /// never needed, so it is not computed.
-    pub fn new(mut layers: Vec<Box<dyn Layer>>) -> Self {
-        assert!(!layers.is_empty(), "Network: needs at least one layer");
-        layers[0].set_input_grad_needed(false);
+    pub fn new(layers: Vec<Box<dyn Layer>>) -> Self {
         Network {
             main: Replica::new(layers),
             helpers: Vec::new(),
@@ -268,9 +269,7 @@ impl Network {
         if shards == 1 {
             let stats = self.main.compute_shard_gradients(batch, 0, n);
             for param in self.main.params() {
-                for (value, grad) in param.value.iter_mut().zip(param.grad) {
-                    *value -= lr * grad;
-                }
+                descend(param.value, &[param.grad], &[1.0], lr);
             }
             return stats;
         }

@@ -80,16 +80,7 @@ fn conv2d_forward_matches_the_direct_definition() {
 
 #[test]
 fn conv2d_output_size_follows_the_formula() {
-    let shape = ConvShape {
-        in_channels: 1,
-        out_channels: 8,
-        height: 28,
-        width: 28,
-        kernel: 3,
-        stride: 1,
-        padding: 2,
-        dilation: 2,
-    };
+    let shape = mnist_nn::experiments::CNN_CONV;
     assert_eq!((shape.out_height(), shape.out_width()), (28, 28));
     assert_eq!(shape.output_len(), 6272);
     let strided = ConvShape {

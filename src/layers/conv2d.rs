@@ -8,7 +8,7 @@
 //! input channel, whose taps are `dilation` apart, starting `padding` pixels above and to the left:
 //!
 //! ```text
-//! Y[o, y, x] = b[o] + Σ_{c, ky, kx} W[(c, ky, kx), o] · X[c, y·stride - padding + ky·dilation,
+//! Y[o, y, x] = b[o] + Σ_{c, ky, kx} W[o, (c, ky, kx)] · X[c, y·stride - padding + ky·dilation,
 //!                                                          x·stride - padding + kx·dilation]
 //! out_h = (height + 2·padding - dilation·(k - 1) - 1) / stride + 1      (likewise out_w)
 //! ```
