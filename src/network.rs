@@ -20,6 +20,11 @@
 //! alone: fewer synchronisations than splitting every product between cores.
 //! Networks with batch normalisation, whose rows depend on the whole batch, run one copy with
 //! multithreaded products instead.
+//!
+//! Not every layer runs: a ReLU right after a layer that can apply it itself ([`Layer::fuse_relu`]:
+//! `Linear`, `Conv2d`) is fused into that layer, and a `Flatten` is the identity on our
+//! `(n, features)` rows. Both stay in the list of layers, which is the architecture (and the
+//! names of a saved model's tensors), but the passes go from one running layer to the next.
 
 use ndarray::{s, Array2, ArrayView2};
 use rand::Rng;
@@ -28,7 +33,7 @@ use rayon::prelude::*;
 use crate::data::Dataset;
 use crate::gemm;
 use crate::init::Init;
-use crate::layers::{ensure_shape, Layer, Linear, Param, ReLU};
+use crate::layers::{ensure_shape, Layer, LayerSpec, Linear, Param, ReLU};
 use crate::loss::{argmax, loss_and_correct, LossStats, SoftmaxCrossEntropy};
 
 /// Rows per forward pass when evaluating or predicting: bounds memory on large sets (a
@@ -50,6 +55,8 @@ pub struct Network {
 /// One copy of the layers with its own buffers and loss.
 struct Replica {
     layers: Vec<Box<dyn Layer>>,
+    /// The indices of the layers that run, in order (see the module documentation).
+    running: Vec<usize>,
     loss: SoftmaxCrossEntropy,
     /// This copy's share of a batch picked from a data set, `(rows, features)`, and its labels.
     picked_images: Array2<f32>,
@@ -75,13 +82,26 @@ impl Batch<'_> {
 }
 
 impl Replica {
-    /// A copy over `layers`. The first layer's input gradient is never needed (nothing learns
-    /// below the data), so it is not computed.
+    /// A copy over `layers`, with ReLUs fused into the layers below them. The first layer's
+    /// input gradient is never needed (nothing learns below the data), so it is not computed.
     fn new(mut layers: Vec<Box<dyn Layer>>) -> Self {
         assert!(!layers.is_empty(), "Network: needs at least one layer");
         layers[0].set_input_grad_needed(false);
+        let mut running = vec![0];
+        for i in 1..layers.len() {
+            let below = *running.last().expect("layer 0 runs");
+            let skipped = match layers[i].spec() {
+                LayerSpec::ReLU => layers[below].fuse_relu(),
+                LayerSpec::Flatten { .. } => true,
+                _ => false,
+            };
+            if !skipped {
+                running.push(i);
+            }
+        }
         Replica {
             layers,
+            running,
             loss: SoftmaxCrossEntropy::new(),
             picked_images: Array2::zeros((0, 0)),
             picked_labels: Vec::new(),
@@ -114,25 +134,36 @@ impl Replica {
 
     /// Forward and backward on one batch, leaving `dL/dθ` in every parameter's gradient.
     fn compute_gradients(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> LossStats {
-        // Forward: each layer reads the output the layer below keeps.
-        for i in 0..self.layers.len() {
-            let (below, rest) = self.layers.split_at_mut(i);
-            let input = below.last().map_or(x, |layer| layer.output());
-            rest[0].forward(input, true);
-        }
-        let logits = self.layers.last().expect("at least one layer").output();
-        let (stats, _) = self.loss.loss_and_grad(logits, labels);
+        self.forward(x, true);
+        let (running, top) = (&self.running, *self.running.last().expect("layer 0 runs"));
+        let (stats, _) = self.loss.loss_and_grad(self.layers[top].output(), labels);
         // Backward: each layer gets its forward input again and the gradient the layer above left.
-        for i in (0..self.layers.len()).rev() {
+        for (step, &i) in running.iter().enumerate().rev() {
             let (below, rest) = self.layers.split_at_mut(i);
             let (layer, above) = rest.split_first_mut().expect("i < len");
-            let input = below.last().map_or(x, |layer| layer.output());
-            let grad_output = above
-                .first()
-                .map_or(self.loss.grad(), |layer| layer.grad_input());
+            let input = step
+                .checked_sub(1)
+                .map_or(x, |s| below[running[s]].output());
+            let grad_output = running
+                .get(step + 1)
+                .map_or(self.loss.grad(), |&j| above[j - i - 1].grad_input());
             layer.backward(input, grad_output);
         }
         stats
+    }
+
+    /// The logits `(n, classes)` for a batch `x` `(n, features)`: each running layer reads the
+    /// output the running layer below it keeps.
+    fn forward(&mut self, x: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32> {
+        let running = &self.running;
+        for (step, &i) in running.iter().enumerate() {
+            let (below, rest) = self.layers.split_at_mut(i);
+            let input = step
+                .checked_sub(1)
+                .map_or(x, |s| below[running[s]].output());
+            rest[0].forward(input, train);
+        }
+        self.layers[*running.last().expect("layer 0 runs")].output()
     }
 
     fn params(&mut self) -> Vec<Param<'_>> {
@@ -194,7 +225,8 @@ impl Network {
         Network::new(layers)
     }
 
-    /// The layers, in order.
+    /// The layers, in order: the architecture. (A fused ReLU or a Flatten does not run, so its
+    /// [`Layer::output`] stays empty; [`Network::forward`] gives the logits.)
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.main.layers
     }
@@ -228,13 +260,7 @@ impl Network {
 
     /// The logits `(n, classes)` for a batch `x` `(n, features)`.
     pub fn forward(&mut self, x: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32> {
-        let layers = &mut self.main.layers;
-        let (first, rest) = layers.split_first_mut().expect("at least one layer");
-        let mut activation = first.forward(x, train);
-        for layer in rest {
-            activation = layer.forward(activation, train);
-        }
-        activation
+        self.main.forward(x, train)
     }
 
     /// Forward and backward on one batch: afterwards every [`Param::grad`] holds `dL/dθ` for the

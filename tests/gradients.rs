@@ -9,6 +9,7 @@ use mnist_nn::layers::{Layer, Linear, ReLU};
 use mnist_nn::loss::SoftmaxCrossEntropy;
 use mnist_nn::network::Network;
 use mnist_nn::seeded_rng;
+use mnist_nn::SeededRng;
 use ndarray::Array2;
 
 #[test]
@@ -201,4 +202,42 @@ fn network_with_convolution_and_batchnorm_matches_finite_differences() {
     };
     let mismatches = check_network(&mut network, input.view(), &labels, tolerance);
     assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
+/// A layer with a ReLU fused into it, checked as one function `max(0, layer(x))`. Layer and
+/// input are drawn again until no unit sits within 0.05 of the kink (where a finite difference
+/// would straddle it) and some units are off.
+fn check_fused(draw: impl Fn(&mut SeededRng) -> (Box<dyn Layer>, Array2<f32>)) {
+    let mut rng = seeded_rng(24);
+    for _ in 0..100 {
+        let (mut layer, input) = draw(&mut rng);
+        let pre_activation = layer.forward(input.view(), true);
+        if pre_activation.iter().any(|z| z.abs() < 0.05) || pre_activation.iter().all(|&z| z > 0.0)
+        {
+            continue;
+        }
+        assert!(layer.fuse_relu(), "{} must accept a ReLU", layer.describe());
+        let mismatches = check_layer(layer.as_mut(), input.view(), Tolerance::default(), &mut rng);
+        assert!(
+            mismatches.is_empty(),
+            "{}: {mismatches:?}",
+            layer.describe()
+        );
+        return;
+    }
+    panic!("no draw kept every unit away from the kink");
+}
+
+#[test]
+fn fused_relu_backward_matches_finite_differences() {
+    use mnist_nn::layers::Conv2d;
+    check_fused(|rng| {
+        let linear = Linear::new(6, 4, Init::He, rng);
+        (Box::new(linear), random_matrix(3, 6, rng))
+    });
+    let shape = conv_shape((1, 2, 4, 4, 3, 1, 1, 1));
+    check_fused(|rng| {
+        let conv = Conv2d::new(shape, Init::He, rng);
+        (Box::new(conv), random_matrix(2, 16, rng))
+    });
 }

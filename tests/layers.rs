@@ -141,3 +141,46 @@ fn batchnorm_running_estimates_follow_momentum_0_9() {
     assert!((bn.running_var[0] - 1.0).abs() < 1e-6); // 0.9 · 1 + 0.1 · 1
     assert!((bn.gamma[0], bn.beta[0]) == (1.0, 0.0));
 }
+
+/// A layer with a fused ReLU against the layer followed by a separate `ReLU`: the same output
+/// and, for a gradient from above, the same parameter and input gradients, to the last bit.
+fn check_fused_relu(mut fused: Box<dyn Layer>, mut plain: Box<dyn Layer>, x: &Array2<f32>) {
+    use mnist_nn::layers::ReLU;
+    let mut rng = seeded_rng(33);
+    assert!(fused.fuse_relu(), "{} must accept a ReLU", fused.describe());
+    let mut relu = ReLU::new();
+    let expected = relu.forward(plain.forward(x.view(), true), true).to_owned();
+    assert_eq!(fused.forward(x.view(), true), expected.view());
+    assert!(
+        expected.iter().any(|&y| y == 0.0) && expected.iter().any(|&y| y > 0.0),
+        "the check must cover units that are on and off"
+    );
+    let dy = common::random_matrix(expected.nrows(), expected.ncols(), &mut rng);
+    let dz = relu.backward(plain.output(), dy.view()).to_owned();
+    let plain_dx = plain.backward(x.view(), dz.view()).to_owned();
+    assert_eq!(fused.backward(x.view(), dy.view()), plain_dx.view());
+    for (f, p) in fused.params().into_iter().zip(plain.params()) {
+        assert_eq!(f.grad, p.grad, "{}", f.name);
+    }
+}
+
+#[test]
+fn a_fused_relu_gives_the_same_values_and_gradients_as_a_relu_layer() {
+    use mnist_nn::layers::Linear;
+    let mut rng = seeded_rng(32);
+    let linear = Linear::new(12, 9, Init::He, &mut rng);
+    let (w, b) = (linear.weight.clone(), linear.bias.clone());
+    check_fused_relu(
+        Box::new(linear),
+        Box::new(Linear::from_params(w, b)),
+        &random_matrix(5, 12, &mut rng),
+    );
+    let shape = conv_shape((2, 3, 6, 5, 3, 1, 2, 2));
+    let conv = Conv2d::new(shape, Init::He, &mut rng);
+    let (w, b) = (conv.weight.clone(), conv.bias.clone());
+    check_fused_relu(
+        Box::new(conv),
+        Box::new(Conv2d::from_params(shape, w, b)),
+        &random_matrix(3, shape.input_len(), &mut rng),
+    );
+}

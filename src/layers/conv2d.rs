@@ -31,13 +31,17 @@
 //!
 //! and `dX` adds every entry of `dP` back onto the input pixel it was copied from (col2im): a pixel
 //! that appeared in several patches collects the gradient of each.
+//!
+//! With a ReLU fused into the layer ([`Layer::fuse_relu`]), each image's `Y` is clamped to
+//! `max(0, Y)` right after its product, and backward starts from `dZ = dY ⊙ [Y > 0]`.
 
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use rand::Rng;
 use rayon::prelude::*;
 
 use super::{
-    check_features, ensure_shape, weight_and_bias, Layer, LayerSpec, Param, Tensor, TensorSource,
+    check_features, ensure_shape, relu_backward, relu_in_place, weight_and_bias, Layer, LayerSpec,
+    Param, Tensor, TensorSource,
 };
 use crate::gemm::{matmul, single_threaded, threads};
 use crate::init::Init;
@@ -166,12 +170,16 @@ pub struct Conv2d {
     /// `dL/db`, `(out_channels)`
     pub grad_bias: Array1<f32>,
     input_grad_needed: bool,
+    /// Whether the layer applies the ReLU that follows it.
+    fused_relu: bool,
     /// `P` of every image of the last batch, one block of `taps` rows per image, `(n·taps, out_h·out_w)`
     patches: Array2<f32>,
     /// `dP` of one image, `(taps, out_h·out_w)`
     grad_patches: Array2<f32>,
     /// `Y`, `(n, out_channels·out_h·out_w)`
     output: Array2<f32>,
+    /// `dZ = dY ⊙ [Y > 0]` when a ReLU is fused, `(n, out_channels·out_h·out_w)`
+    grad_pre_activation: Array2<f32>,
     /// `dX`, `(n, in_channels·height·width)`
     grad_input: Array2<f32>,
 }
@@ -207,9 +215,11 @@ impl Conv2d {
             weight,
             bias,
             input_grad_needed: true,
+            fused_relu: false,
             patches: Array2::zeros((0, 0)),
             grad_patches: Array2::zeros((0, 0)),
             output: Array2::zeros((0, 0)),
+            grad_pre_activation: Array2::zeros((0, 0)),
             grad_input: Array2::zeros((0, 0)),
         }
     }
@@ -312,15 +322,19 @@ impl Layer for Conv2d {
         self.gather_patches(input);
         ensure_shape(&mut self.output, input.nrows(), self.shape.output_len());
         let (weight, bias, patches) = (self.weight.view(), &self.bias, &self.patches);
-        let taps = self.shape.taps();
-        // Y = W·P + b, written straight into image i's row: (out_channels, out_h·out_w)
+        let (taps, fused_relu) = (self.shape.taps(), self.fused_relu);
+        // Y = W·P + b (then max(0, Y) if fused), written straight into image i's row:
+        // (out_channels, out_h·out_w)
         let one_image = |(i, row): (usize, &mut [f32])| {
-            let mut y = ArrayViewMut2::from_shape((channels, per_image), row)
+            let mut y = ArrayViewMut2::from_shape((channels, per_image), &mut *row)
                 .expect("a row is out_channels·out_h·out_w values");
             for (mut channel, &b) in y.rows_mut().into_iter().zip(bias) {
                 channel.fill(b);
             }
             single_threaded(|| matmul(weight, image_patches(patches, taps, i), true, y));
+            if fused_relu {
+                relu_in_place(row);
+            }
         };
         // The products are small (8 x 9 x 784 for the cnn): share the images between the cores
         // rather than each product, unless this thread already has its one core.
@@ -349,6 +363,18 @@ impl Layer for Conv2d {
             (self.patches.nrows(), self.shape.output_len()),
             "Conv2d: gradient shape does not match the last training forward pass"
         );
+        // With a fused ReLU, everything below uses dZ = dY ⊙ [Y > 0] in place of dY.
+        let grad_output = if self.fused_relu {
+            ensure_shape(&mut self.grad_pre_activation, n, self.shape.output_len());
+            relu_backward(
+                self.output.view(),
+                grad_output,
+                self.grad_pre_activation.view_mut(),
+            );
+            self.grad_pre_activation.view()
+        } else {
+            grad_output
+        };
         // dW = Σ_images dY·Pᵀ, db = Σ_images Σ_columns dY (small products: one core each)
         self.grad_bias.fill(0.0);
         for (i, dy) in grad_output.rows().into_iter().enumerate() {
@@ -395,6 +421,11 @@ impl Layer for Conv2d {
 
     fn set_input_grad_needed(&mut self, needed: bool) {
         self.input_grad_needed = needed;
+    }
+
+    fn fuse_relu(&mut self) -> bool {
+        self.fused_relu = true;
+        true
     }
 
     /// `Z = W·P`, `dW = dZ·Pᵀ` and `dP = Wᵀ·dZ` each cost `2·out_channels·taps·n·out_h·out_w`.

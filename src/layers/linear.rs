@@ -14,6 +14,10 @@
 //! dX = dY·Wᵀ             (n, in)     each input fed every output through its weight
 //! ```
 //!
+//! With a ReLU fused into the layer ([`Layer::fuse_relu`]) the output is `Y = max(0, X·W + b)`,
+//! clamped block by block while it is still in cache, and backward first masks the gradient,
+//! `dZ = dY ⊙ [Y > 0]` `(n, out)`, then uses `dZ` in place of `dY` above.
+//!
 //! Samson Zhang's tutorial network instead moves all of a layer's biases by one scalar,
 //! `Σ_rows Σ_cols dY` (the sum of every entry of the delta); [`Linear::with_shared_bias_gradient`]
 //! reproduces that.
@@ -22,7 +26,8 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
 
 use super::{
-    check_features, ensure_shape, weight_and_bias, Layer, LayerSpec, Param, Tensor, TensorSource,
+    check_features, ensure_shape, relu_backward, relu_in_place, weight_and_bias, Layer, LayerSpec,
+    Param, Tensor, TensorSource,
 };
 use crate::gemm::matmul;
 use crate::init::Init;
@@ -43,8 +48,12 @@ pub struct Linear {
     pub grad_bias: Array1<f32>,
     input_grad_needed: bool,
     shared_bias_gradient: bool,
+    /// Whether the layer applies the ReLU that follows it.
+    fused_relu: bool,
     /// `Y`, `(n, out)`
     output: Array2<f32>,
+    /// `dZ = dY ⊙ [Y > 0]` when a ReLU is fused, `(n, out)`
+    grad_pre_activation: Array2<f32>,
     /// `dX`, `(n, in)`
     grad_input: Array2<f32>,
 }
@@ -71,7 +80,9 @@ impl Linear {
             bias,
             input_grad_needed: true,
             shared_bias_gradient: false,
+            fused_relu: false,
             output: Array2::zeros((0, 0)),
+            grad_pre_activation: Array2::zeros((0, 0)),
             grad_input: Array2::zeros((0, 0)),
         }
     }
@@ -99,15 +110,18 @@ impl Layer for Linear {
         check_features("Linear", self.inputs(), input);
         let (n, outputs) = (input.nrows(), self.outputs());
         ensure_shape(&mut self.output, n, outputs);
-        // Y = b (broadcast over rows), then Y += X·W, a block of rows at a time: each block of Y
-        // is still in cache when the product adds to it.
+        // Y = b (broadcast over rows), then Y += X·W (then Y = max(0, Y) if fused), a block of
+        // rows at a time: each block of Y is still in cache when the product adds to it.
         let blocks = input.axis_chunks_iter(Axis(0), FORWARD_BLOCK_ROWS);
         for (x, mut y) in blocks.zip(
             self.output
                 .axis_chunks_iter_mut(Axis(0), FORWARD_BLOCK_ROWS),
         ) {
             y.assign(&self.bias);
-            matmul(x, self.weight.view(), true, y);
+            matmul(x, self.weight.view(), true, y.view_mut());
+            if self.fused_relu {
+                relu_in_place(y.as_slice_mut().expect("contiguous rows"));
+            }
         }
         self.output.view()
     }
@@ -123,6 +137,19 @@ impl Layer for Linear {
             (input.nrows(), self.outputs()),
             "Linear: the gradient's shape does not match the input's and the layer's"
         );
+        // With a fused ReLU, everything below uses dZ = dY ⊙ [Y > 0] in place of dY.
+        let grad_output = if self.fused_relu {
+            let (n, outputs) = grad_output.dim();
+            ensure_shape(&mut self.grad_pre_activation, n, outputs);
+            relu_backward(
+                self.output.view(),
+                grad_output,
+                self.grad_pre_activation.view_mut(),
+            );
+            self.grad_pre_activation.view()
+        } else {
+            grad_output
+        };
         // dW = Xᵀ·dY
         matmul(input.t(), grad_output, false, self.grad_weight.view_mut());
         // db = Σ_rows dY (or, shared, its sum over the units too)
@@ -170,6 +197,11 @@ impl Layer for Linear {
 
     fn set_input_grad_needed(&mut self, needed: bool) {
         self.input_grad_needed = needed;
+    }
+
+    fn fuse_relu(&mut self) -> bool {
+        self.fused_relu = true;
+        true
     }
 
     /// Forward `Y = X·W` and `dW = Xᵀ·dY` cost `2·n·in·out` each, `dX = dY·Wᵀ` as much again.

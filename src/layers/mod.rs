@@ -23,6 +23,7 @@ pub use conv2d::{Conv2d, ConvShape};
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use relu::ReLU;
+pub(crate) use relu::{relu_backward, relu_in_place};
 pub use spec::{LayerSpec, Tensor};
 
 use ndarray::{Array2, ArrayView2};
@@ -69,6 +70,14 @@ pub trait Layer: Send {
     /// Tells the layer whether `backward` must compute `dL/d input`. The first layer of a network
     /// has no use for it (nothing learns below the data), which saves a third of its work.
     fn set_input_grad_needed(&mut self, _needed: bool) {}
+
+    /// Asks the layer to apply the ReLU that follows it in a network itself: to output
+    /// `max(0, Z)` instead of `Z` (clamped in the pass that adds the bias) and to start its
+    /// backward pass with `dZ = dY ⊙ [Y > 0]`. Returns whether it does so from now on; the
+    /// network then skips the ReLU layer. Layers that cannot return false (the default).
+    fn fuse_relu(&mut self) -> bool {
+        false
+    }
 
     /// Whether the training forward pass of a row depends on the other rows of its batch (batch
     /// normalisation's statistics do). Such a network cannot split a batch between cores.
