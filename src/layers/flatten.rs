@@ -10,8 +10,9 @@
 //! backward:  dX = dY
 //! ```
 //!
-//! It stays in the network as the marker of where images stop and feature vectors begin, and it
-//! checks that the width is what the next layer expects.
+//! It stays in the network as the marker of where images stop and feature vectors begin (and as
+//! a layer of a saved model's architecture), but a [`Network`](crate::network::Network) skips it:
+//! the next layer reads the rows the layer below left, and checks their width itself.
 
 use ndarray::{Array2, ArrayView2};
 
