@@ -365,11 +365,10 @@ impl Layer for Conv2d {
         );
         // With a fused ReLU, everything below uses dZ = dY ⊙ [Y > 0] in place of dY.
         let grad_output = if self.fused_relu {
-            ensure_shape(&mut self.grad_pre_activation, n, self.shape.output_len());
             relu_backward(
                 self.output.view(),
                 grad_output,
-                self.grad_pre_activation.view_mut(),
+                &mut self.grad_pre_activation,
             );
             self.grad_pre_activation.view()
         } else {

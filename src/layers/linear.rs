@@ -139,12 +139,10 @@ impl Layer for Linear {
         );
         // With a fused ReLU, everything below uses dZ = dY ⊙ [Y > 0] in place of dY.
         let grad_output = if self.fused_relu {
-            let (n, outputs) = grad_output.dim();
-            ensure_shape(&mut self.grad_pre_activation, n, outputs);
             relu_backward(
                 self.output.view(),
                 grad_output,
-                self.grad_pre_activation.view_mut(),
+                &mut self.grad_pre_activation,
             );
             self.grad_pre_activation.view()
         } else {

@@ -72,7 +72,7 @@ pub trait Layer: Send {
     fn set_input_grad_needed(&mut self, _needed: bool) {}
 
     /// Asks the layer to apply the ReLU that follows it in a network itself: to output
-    /// `max(0, Z)` instead of `Z` (clamped in the pass that adds the bias) and to start its
+    /// `max(0, Z)` instead of `Z` (clamped in place right after its product) and to start its
     /// backward pass with `dZ = dY ⊙ [Y > 0]`. Returns whether it does so from now on; the
     /// network then skips the ReLU layer. Layers that cannot return false (the default).
     fn fuse_relu(&mut self) -> bool {

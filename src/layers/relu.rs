@@ -8,12 +8,12 @@
 //! `[Y > 0]` equals `[X > 0]`, so the layer only keeps its output.
 //!
 //! In a network, a ReLU straight after a [`Linear`](super::Linear) or [`Conv2d`](super::Conv2d)
-//! layer is fused into it ([`Layer::fuse_relu`]): that layer clamps its own output in the pass
-//! that adds the bias, and masks the incoming gradient at the start of its backward pass, with
-//! the two functions below. The ReLU layer stays in the network (it names the architecture) but
-//! is skipped: no copy of the activations, no extra pass over them.
+//! layer is fused into it ([`Layer::fuse_relu`]): that layer clamps its own output in place right
+//! after its product, while the values are still in cache, and masks the incoming gradient at the
+//! start of its backward pass, with the two functions below. The ReLU layer stays in the network
+//! (it names the architecture) but is skipped: it keeps no copy of the activations.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{Array2, ArrayView2, Zip};
 
 use super::{ensure_shape, Layer, LayerSpec};
 
@@ -52,12 +52,7 @@ impl Layer for ReLU {
             self.output.dim(),
             "ReLU: gradient shape does not match the last forward pass"
         );
-        ensure_shape(
-            &mut self.grad_input,
-            grad_output.nrows(),
-            grad_output.ncols(),
-        );
-        relu_backward(self.output.view(), grad_output, self.grad_input.view_mut());
+        relu_backward(self.output.view(), grad_output, &mut self.grad_input);
         self.grad_input.view()
     }
 
@@ -82,13 +77,15 @@ pub(crate) fn relu_in_place(values: &mut [f32]) {
     values.iter_mut().for_each(|y| *y = y.max(0.0));
 }
 
-/// `dX = dY ⊙ [Y > 0]`, given the ReLU's output `Y`; all three `(n, features)`.
+/// `dX = dY ⊙ [Y > 0]`, given the ReLU's output `Y`, all three `(n, features)`: written into
+/// `grad_input`, reshaped if need be.
 pub(crate) fn relu_backward(
     output: ArrayView2<f32>,
     grad_output: ArrayView2<f32>,
-    grad_input: ArrayViewMut2<f32>,
+    grad_input: &mut Array2<f32>,
 ) {
-    Zip::from(grad_input)
+    ensure_shape(grad_input, grad_output.nrows(), grad_output.ncols());
+    Zip::from(&mut *grad_input)
         .and(grad_output)
         .and(output)
         .for_each(|dx, &dy, &y| *dx = if y > 0.0 { dy } else { 0.0 });
