@@ -5,9 +5,13 @@
 //! only its strides differ). It costs `2·m·k·n` floating-point operations.
 //!
 //! The products run on the pure-Rust `gemm` crate, chosen by measurement over `matrixmultiply`
-//! (see the README's speed section). How many threads one product may use is a per-thread
-//! setting: all cores by default, one inside [`single_threaded`], which the data-parallel
-//! training step uses to give each core its own shard of the batch.
+//! (see the README's speed section). It picks its kernels when the program starts: AVX-512 ones
+//! on CPUs that have AVX-512 (its `x86-v4` feature, which this project turns on), AVX2/FMA ones
+//! on other x86-64 CPUs.
+//!
+//! How many threads one product may use is a per-thread setting: all cores by default, one inside
+//! [`single_threaded`], which the data-parallel training step uses to give each core its own shard
+//! of the batch.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
