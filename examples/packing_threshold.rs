@@ -1,0 +1,73 @@
+//! How the `gemm` crate's packing threshold was chosen (`src/gemm.rs`): training steps of a
+//! `mnist-nn bench` workload under several settings, alternated within one process (20 steps of
+//! each, 40 rounds) so that the machine's slow and fast spells hit them all alike.
+//!
+//! `cargo run --release --example packing_threshold -- cnn 8,128 16,128 32,128`
+//!
+//! Each setting is `LHS,RHS`: the crate packs the left operand of a single-threaded product wider
+//! than `LHS` micro-tiles, and the right one beyond `RHS` (its defaults are `8,128`). Prints the
+//! median milliseconds per step and the median ratio to the first setting in the same round. The images are
+//! random (four-fifths background, like MNIST): only their shape matters to the speed.
+//! `BATCH=10000` changes the batch (the default is the workloads' 128).
+
+use mnist_nn::bench::{median, Workload};
+use mnist_nn::data::Dataset;
+use mnist_nn::seeded_rng;
+use ndarray::Array2;
+use rand::Rng;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let workload = Workload::find(&args[1]).unwrap();
+    let configs: Vec<String> = args[2..].to_vec();
+    let mut rng = seeded_rng(0);
+    let n = 10_000;
+    let images = Array2::from_shape_fn((n, 784), |_| {
+        if rng.random::<f32>() < 0.8 {
+            -0.42
+        } else {
+            rng.random::<f32>() * 2.8
+        }
+    });
+    let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    let data = Dataset::new(images, labels);
+    let exp = workload.experiment();
+    let mut net = exp.build(&mut rng);
+    let batch: usize = std::env::var("BATCH")
+        .map(|b| b.parse().unwrap())
+        .unwrap_or(128);
+    let idx: Vec<u32> = (0..n as u32).collect();
+    let steps = 20;
+    let mut times = vec![vec![]; configs.len()];
+    let mut pos = 0;
+    for round in 0..41 {
+        for (c, cfg) in configs.iter().enumerate() {
+            let (l, r) = cfg
+                .split_once(",")
+                .map(|(l, r)| (l.parse().unwrap(), r.parse().unwrap()))
+                .expect("settings are LHS,RHS");
+            gemm::set_lhs_packing_threshold_single_thread(l);
+            gemm::set_rhs_packing_threshold(r);
+            let t = Instant::now();
+            for _ in 0..steps {
+                if pos + batch > n {
+                    pos = 0;
+                }
+                net.train_step_on(&data, &idx[pos..pos + batch], 1e-3);
+                pos += batch;
+            }
+            if round > 0 {
+                times[c].push(t.elapsed().as_secs_f64() / steps as f64 * 1e3);
+            }
+        }
+    }
+    for (c, cfg) in configs.iter().enumerate() {
+        let ratios: Vec<f64> = times[c].iter().zip(&times[0]).map(|(a, b)| a / b).collect();
+        println!(
+            "{cfg:?}: median {:.3} ms/step, ratio to first {:.3}",
+            median(&times[c]),
+            median(&ratios)
+        );
+    }
+}
