@@ -18,9 +18,19 @@ use rand::Rng;
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let workload = Workload::find(&args[1]).unwrap();
-    let configs: Vec<String> = args[2..].to_vec();
+    const USAGE: &str = "usage: packing_threshold fullbatch|minibatch|cnn LHS,RHS [LHS,RHS]...";
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let workload = args
+        .first()
+        .and_then(|name| Workload::find(name))
+        .expect(USAGE);
+    let settings: Vec<(usize, usize)> = args[1..]
+        .iter()
+        .map(|s| {
+            let (lhs, rhs) = s.split_once(',').expect(USAGE);
+            (lhs.parse().expect(USAGE), rhs.parse().expect(USAGE))
+        })
+        .collect();
     let mut rng = seeded_rng(0);
     let n = 10_000;
     let images = Array2::from_shape_fn((n, 784), |_| {
@@ -32,40 +42,36 @@ fn main() {
     });
     let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..10)).collect();
     let data = Dataset::new(images, labels);
-    let exp = workload.experiment();
-    let mut net = exp.build(&mut rng);
+    let mut network = workload.experiment().build(&mut rng);
     let batch: usize = std::env::var("BATCH")
-        .map(|b| b.parse().unwrap())
+        .map(|b| b.parse().expect("BATCH is a number"))
         .unwrap_or(128);
-    let idx: Vec<u32> = (0..n as u32).collect();
+    let indices: Vec<u32> = (0..n as u32).collect();
     let steps = 20;
-    let mut times = vec![vec![]; configs.len()];
+    let mut times = vec![vec![]; settings.len()];
     let mut pos = 0;
+    // Round 0 warms up (and lets mnist-nn set its own threshold, once, before ours take over).
     for round in 0..41 {
-        for (c, cfg) in configs.iter().enumerate() {
-            let (l, r) = cfg
-                .split_once(",")
-                .map(|(l, r)| (l.parse().unwrap(), r.parse().unwrap()))
-                .expect("settings are LHS,RHS");
-            gemm::set_lhs_packing_threshold_single_thread(l);
-            gemm::set_rhs_packing_threshold(r);
-            let t = Instant::now();
+        for (c, &(lhs, rhs)) in settings.iter().enumerate() {
+            gemm::set_lhs_packing_threshold_single_thread(lhs);
+            gemm::set_rhs_packing_threshold(rhs);
+            let start = Instant::now();
             for _ in 0..steps {
                 if pos + batch > n {
                     pos = 0;
                 }
-                net.train_step_on(&data, &idx[pos..pos + batch], 1e-3);
+                network.train_step_on(&data, &indices[pos..pos + batch], 1e-3);
                 pos += batch;
             }
             if round > 0 {
-                times[c].push(t.elapsed().as_secs_f64() / steps as f64 * 1e3);
+                times[c].push(start.elapsed().as_secs_f64() / steps as f64 * 1e3);
             }
         }
     }
-    for (c, cfg) in configs.iter().enumerate() {
+    for (c, (lhs, rhs)) in settings.iter().enumerate() {
         let ratios: Vec<f64> = times[c].iter().zip(&times[0]).map(|(a, b)| a / b).collect();
         println!(
-            "{cfg:?}: median {:.3} ms/step, ratio to first {:.3}",
+            "{lhs},{rhs}: median {:.3} ms per step, ratio to the first setting {:.3}",
             median(&times[c]),
             median(&ratios)
         );
