@@ -398,8 +398,9 @@ impl Network {
 /// One piece of a parameter in every replica (values to update) with its gradient in every replica.
 type UpdatePiece<'a> = (Vec<&'a mut [f32]>, Vec<&'a [f32]>);
 
-/// Values per piece of work when the cores share a parameter update.
-const UPDATE_PIECE: usize = 1 << 13;
+/// Values per piece of work when the cores share a parameter update (128 KiB of each array: 2%
+/// faster cnn and minibatch steps than 32 KiB, and than 256 KiB, measured alternately in one process).
+const UPDATE_PIECE: usize = 1 << 15;
 
 /// For every parameter `θ` (the same in all the replicas), `θ ← θ - lr · Σ_s weight_s · g_s`
 /// with `g_s` its gradient in replica `s`. The parameters are cut into pieces that the cores
