@@ -35,7 +35,7 @@
 //! With a ReLU fused into the layer ([`Layer::fuse_relu`]), each image's `Y` is clamped to
 //! `max(0, Y)` right after its product, and backward starts from `dZ = dY ⊙ [Y > 0]`.
 
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use rand::Rng;
 use rayon::prelude::*;
 
@@ -150,6 +150,36 @@ impl ConvShape {
         }
     }
 
+    /// Calls `visit(tap, column, source, len)` for every run of taps of one image that fall inside
+    /// it: output pixels `column..column + len` (counted row by row) of tap `(c, ky, kx)` read the
+    /// input values `source, source + stride, ...` of the image's row.
+    fn for_each_tap_run(&self, mut visit: impl FnMut(usize, usize, usize, usize)) {
+        let s = self;
+        let (out_h, out_w) = (s.out_height(), s.out_width());
+        let mut tap = 0;
+        for c in 0..s.in_channels {
+            for ky in 0..s.kernel {
+                for kx in 0..s.kernel {
+                    // The output columns whose tap kx lands inside the image: x0..x1.
+                    let x0 = (0..out_w).find(|&x| s.source(x, kx, s.width).is_some());
+                    let x1 = (0..out_w)
+                        .rev()
+                        .find(|&x| s.source(x, kx, s.width).is_some());
+                    if let (Some(x0), Some(x1)) = (x0, x1) {
+                        let ix0 = s.source(x0, kx, s.width).expect("inside");
+                        for y in 0..out_h {
+                            if let Some(iy) = s.source(y, ky, s.height) {
+                                let source = (c * s.height + iy) * s.width + ix0;
+                                visit(tap, y * out_w + x0, source, x1 + 1 - x0);
+                            }
+                        }
+                    }
+                    tap += 1;
+                }
+            }
+        }
+    }
+
     fn validate(&self) {
         if let Err(problem) = self.check() {
             panic!("Conv2d: {problem}: {self:?}");
@@ -172,7 +202,8 @@ pub struct Conv2d {
     input_grad_needed: bool,
     /// Whether the layer applies the ReLU that follows it.
     fused_relu: bool,
-    /// `P` of every image of the last batch, one block of `taps` rows per image, `(n·taps, out_h·out_w)`
+    /// `P` of one image, `(taps, out_h·out_w)`: gathered again, image by image, in both passes, so
+    /// that it is still in the core's first-level cache when its product reads it
     patches: Array2<f32>,
     /// `dP` of one image, `(taps, out_h·out_w)`
     grad_patches: Array2<f32>,
@@ -224,88 +255,45 @@ impl Conv2d {
         }
     }
 
-    /// Calls `visit(tap, column, source, len)` for every run of taps of one image that fall inside
-    /// it: output pixels `column..column + len` (counted row by row) of tap `(c, ky, kx)` read the
-    /// input values `source, source + stride, ...` of the image's row.
-    fn for_each_tap_run(&self, mut visit: impl FnMut(usize, usize, usize, usize)) {
-        let s = self.shape;
-        let (out_h, out_w) = (s.out_height(), s.out_width());
-        let mut tap = 0;
-        for c in 0..s.in_channels {
-            for ky in 0..s.kernel {
-                for kx in 0..s.kernel {
-                    // The output columns whose tap kx lands inside the image: x0..x1.
-                    let x0 = (0..out_w).find(|&x| s.source(x, kx, s.width).is_some());
-                    let x1 = (0..out_w)
-                        .rev()
-                        .find(|&x| s.source(x, kx, s.width).is_some());
-                    if let (Some(x0), Some(x1)) = (x0, x1) {
-                        let ix0 = s.source(x0, kx, s.width).expect("inside");
-                        for y in 0..out_h {
-                            if let Some(iy) = s.source(y, ky, s.height) {
-                                let source = (c * s.height + iy) * s.width + ix0;
-                                visit(tap, y * out_w + x0, source, x1 + 1 - x0);
-                            }
-                        }
-                    }
-                    tap += 1;
-                }
-            }
-        }
-    }
-
-    /// im2col: copies the patches of every image of `input` `(n, C·H·W)` into its block of
-    /// `self.patches`. Entries on the padding stay zero from when the buffer was made: every batch
-    /// of the same size writes the same entries.
-    fn gather_patches(&mut self, input: ArrayView2<f32>) {
-        let (taps, per_image) = (self.shape.taps(), self.pixels_per_image());
-        let mut patches = std::mem::take(&mut self.patches);
-        ensure_shape(&mut patches, input.nrows() * taps, per_image);
-        let block = taps * per_image;
-        let p = patches.as_slice_mut().expect("standard layout");
-        let stride = self.shape.stride;
-        for (image, p) in input.rows().into_iter().zip(p.chunks_exact_mut(block)) {
-            let image = image.to_slice().expect("contiguous rows");
-            self.for_each_tap_run(|tap, column, source, len| {
-                let to = &mut p[tap * per_image + column..][..len];
-                if stride == 1 {
-                    to.copy_from_slice(&image[source..source + len]);
-                } else {
-                    let from = image[source..].iter().step_by(stride);
-                    to.iter_mut().zip(from).for_each(|(to, &value)| *to = value);
-                }
-            });
-        }
-        self.patches = patches;
-    }
-
-    /// col2im: adds every entry of `self.grad_patches` (one image's `dP`) onto the value of
-    /// `grad_image` it was copied from.
-    fn scatter_patch_gradients(&self, grad_image: &mut [f32]) {
-        let per_image = self.pixels_per_image();
-        let dp = self.grad_patches.as_slice().expect("standard layout");
-        let stride = self.shape.stride;
-        self.for_each_tap_run(|tap, column, source, len| {
-            let from = &dp[tap * per_image + column..][..len];
-            if stride == 1 {
-                let to = &mut grad_image[source..source + len];
-                to.iter_mut().zip(from).for_each(|(to, &g)| *to += g);
-            } else {
-                let to = grad_image[source..].iter_mut().step_by(stride);
-                to.zip(from).for_each(|(to, &g)| *to += g);
-            }
-        });
-    }
-
     /// `out_h · out_w`
     fn pixels_per_image(&self) -> usize {
         self.shape.out_height() * self.shape.out_width()
     }
 }
 
-/// Image `i`'s block of `patches`: its `(taps, out_h·out_w)` matrix `P`.
-fn image_patches(patches: &Array2<f32>, taps: usize, i: usize) -> ArrayView2<'_, f32> {
-    patches.slice(s![i * taps..(i + 1) * taps, ..])
+/// im2col for one image: copies the patches of `image` `(C·H·W)` into `patches`
+/// `(taps, out_h·out_w)`, shaping it first if need be. Entries on the padding stay zero from when
+/// the buffer was made: every image of the same geometry writes the same entries.
+fn gather_patches(shape: &ConvShape, image: &[f32], patches: &mut Array2<f32>) {
+    let per_image = shape.out_height() * shape.out_width();
+    ensure_shape(patches, shape.taps(), per_image);
+    let p = patches.as_slice_mut().expect("standard layout");
+    shape.for_each_tap_run(|tap, column, source, len| {
+        let to = &mut p[tap * per_image + column..][..len];
+        if shape.stride == 1 {
+            to.copy_from_slice(&image[source..source + len]);
+        } else {
+            let from = image[source..].iter().step_by(shape.stride);
+            to.iter_mut().zip(from).for_each(|(to, &value)| *to = value);
+        }
+    });
+}
+
+/// col2im for one image: adds every entry of `grad_patches` (its `dP`) onto the value of
+/// `grad_image` it was copied from.
+fn scatter_patch_gradients(shape: &ConvShape, grad_patches: &Array2<f32>, grad_image: &mut [f32]) {
+    let per_image = shape.out_height() * shape.out_width();
+    let dp = grad_patches.as_slice().expect("standard layout");
+    shape.for_each_tap_run(|tap, column, source, len| {
+        let from = &dp[tap * per_image + column..][..len];
+        if shape.stride == 1 {
+            let to = &mut grad_image[source..source + len];
+            to.iter_mut().zip(from).for_each(|(to, &g)| *to += g);
+        } else {
+            let to = grad_image[source..].iter_mut().step_by(shape.stride);
+            to.zip(from).for_each(|(to, &g)| *to += g);
+        }
+    });
 }
 
 /// An image's row of output values (or their gradients) as the matrix `(out_channels, out_h·out_w)`.
@@ -318,20 +306,21 @@ fn channels_by_pixels(row: ArrayView1<'_, f32>, channels: usize) -> ArrayView2<'
 impl Layer for Conv2d {
     fn forward(&mut self, input: ArrayView2<f32>, _train: bool) -> ArrayView2<'_, f32> {
         check_features("Conv2d", self.shape.input_len(), input);
-        let (channels, per_image) = (self.shape.out_channels, self.pixels_per_image());
-        self.gather_patches(input);
-        ensure_shape(&mut self.output, input.nrows(), self.shape.output_len());
-        let (weight, bias, patches) = (self.weight.view(), &self.bias, &self.patches);
-        let (taps, fused_relu) = (self.shape.taps(), self.fused_relu);
-        // Y = W·P + b (then max(0, Y) if fused), written straight into image i's row:
-        // (out_channels, out_h·out_w)
-        let one_image = |(i, row): (usize, &mut [f32])| {
+        let (shape, channels, per_image) =
+            (self.shape, self.shape.out_channels, self.pixels_per_image());
+        ensure_shape(&mut self.output, input.nrows(), shape.output_len());
+        let (weight, bias, fused_relu) = (self.weight.view(), &self.bias, self.fused_relu);
+        // Image i: P (taps, out_h·out_w) gathered, then Y = W·P + b (then max(0, Y) if fused),
+        // written straight into the image's output row: (out_channels, out_h·out_w)
+        let one_image = |patches: &mut Array2<f32>, (i, row): (usize, &mut [f32])| {
+            let image = input.row(i);
+            gather_patches(&shape, image.to_slice().expect("contiguous rows"), patches);
             let mut y = ArrayViewMut2::from_shape((channels, per_image), &mut *row)
                 .expect("a row is out_channels·out_h·out_w values");
             for (mut channel, &b) in y.rows_mut().into_iter().zip(bias) {
                 channel.fill(b);
             }
-            single_threaded(|| matmul(weight, image_patches(patches, taps, i), true, y));
+            single_threaded(|| matmul(weight, patches.view(), true, y));
             if fused_relu {
                 relu_in_place(row);
             }
@@ -339,29 +328,35 @@ impl Layer for Conv2d {
         // The products are small (8 x 9 x 784 for the cnn): share the images between the cores
         // rather than each product, unless this thread already has its one core.
         let rows = self.output.as_slice_mut().expect("standard layout");
-        let row_len = self.shape.output_len();
+        let row_len = shape.output_len();
         if threads() > 1 {
-            rows.par_chunks_mut(row_len).enumerate().for_each(one_image);
+            rows.par_chunks_mut(row_len)
+                .enumerate()
+                .for_each_init(|| Array2::zeros((0, 0)), one_image);
         } else {
-            rows.chunks_mut(row_len).enumerate().for_each(one_image);
+            let patches = &mut self.patches;
+            rows.chunks_mut(row_len)
+                .enumerate()
+                .for_each(|image| one_image(patches, image));
         }
         self.output.view()
     }
 
     fn backward(
         &mut self,
-        _input: ArrayView2<f32>,
+        input: ArrayView2<f32>,
         grad_output: ArrayView2<f32>,
     ) -> ArrayView2<'_, f32> {
+        check_features("Conv2d", self.shape.input_len(), input);
         let (n, channels, per_image) = (
-            grad_output.nrows(),
+            input.nrows(),
             self.shape.out_channels,
             self.pixels_per_image(),
         );
         assert_eq!(
-            (n * self.shape.taps(), grad_output.ncols()),
-            (self.patches.nrows(), self.shape.output_len()),
-            "Conv2d: gradient shape does not match the last training forward pass"
+            grad_output.dim(),
+            (n, self.shape.output_len()),
+            "Conv2d: the gradient's shape does not match the input's and the layer's"
         );
         // With a fused ReLU, everything below uses dZ = dY ⊙ [Y > 0] in place of dY.
         let grad_output = if self.fused_relu {
@@ -374,12 +369,18 @@ impl Layer for Conv2d {
         } else {
             grad_output
         };
-        // dW = Σ_images dY·Pᵀ, db = Σ_images Σ_columns dY (small products: one core each)
+        // dW = Σ_images dY·Pᵀ, db = Σ_images Σ_columns dY, each image's P gathered again (small
+        // products: one core each)
         self.grad_bias.fill(0.0);
         for (i, dy) in grad_output.rows().into_iter().enumerate() {
             let dy = channels_by_pixels(dy, channels);
-            let p = image_patches(&self.patches, self.shape.taps(), i);
-            single_threaded(|| matmul(dy, p.t(), i > 0, self.grad_weight.view_mut()));
+            let image = input.row(i);
+            gather_patches(
+                &self.shape,
+                image.to_slice().expect("contiguous rows"),
+                &mut self.patches,
+            );
+            single_threaded(|| matmul(dy, self.patches.t(), i > 0, self.grad_weight.view_mut()));
             Zip::from(&mut self.grad_bias)
                 .and(dy.rows())
                 .for_each(|g, dy| *g += dy.sum());
@@ -396,7 +397,8 @@ impl Layer for Conv2d {
         for (dy, mut dx) in grad_output.rows().into_iter().zip(grad_input.rows_mut()) {
             let dy = channels_by_pixels(dy, channels);
             single_threaded(|| matmul(self.weight.t(), dy, false, self.grad_patches.view_mut()));
-            self.scatter_patch_gradients(dx.as_slice_mut().expect("contiguous rows"));
+            let dx = dx.as_slice_mut().expect("contiguous rows");
+            scatter_patch_gradients(&self.shape, &self.grad_patches, dx);
         }
         self.grad_input = grad_input;
         self.grad_input.view()
