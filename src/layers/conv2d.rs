@@ -154,22 +154,21 @@ impl ConvShape {
     /// it: output pixels `column..column + len` (counted row by row) of tap `(c, ky, kx)` read the
     /// input values `source, source + stride, ...` of the image's row.
     fn for_each_tap_run(&self, mut visit: impl FnMut(usize, usize, usize, usize)) {
-        let s = self;
-        let (out_h, out_w) = (s.out_height(), s.out_width());
+        let (out_h, out_w) = (self.out_height(), self.out_width());
         let mut tap = 0;
-        for c in 0..s.in_channels {
-            for ky in 0..s.kernel {
-                for kx in 0..s.kernel {
+        for c in 0..self.in_channels {
+            for ky in 0..self.kernel {
+                for kx in 0..self.kernel {
                     // The output columns whose tap kx lands inside the image: x0..x1.
-                    let x0 = (0..out_w).find(|&x| s.source(x, kx, s.width).is_some());
+                    let x0 = (0..out_w).find(|&x| self.source(x, kx, self.width).is_some());
                     let x1 = (0..out_w)
                         .rev()
-                        .find(|&x| s.source(x, kx, s.width).is_some());
+                        .find(|&x| self.source(x, kx, self.width).is_some());
                     if let (Some(x0), Some(x1)) = (x0, x1) {
-                        let ix0 = s.source(x0, kx, s.width).expect("inside");
+                        let ix0 = self.source(x0, kx, self.width).expect("inside");
                         for y in 0..out_h {
-                            if let Some(iy) = s.source(y, ky, s.height) {
-                                let source = (c * s.height + iy) * s.width + ix0;
+                            if let Some(iy) = self.source(y, ky, self.height) {
+                                let source = (c * self.height + iy) * self.width + ix0;
                                 visit(tap, y * out_w + x0, source, x1 + 1 - x0);
                             }
                         }
