@@ -32,6 +32,10 @@
 //! and `dX` adds every entry of `dP` back onto the input pixel it was copied from (col2im): a pixel
 //! that appeared in several patches collects the gradient of each.
 //!
+//! `P` is not kept from the forward pass: backward gathers each image's `P` again from the input
+//! the network hands back. Copying one image's patches (28 KB for MNIST) just before its product
+//! keeps them in the fastest cache; a whole batch's patch matrix would not fit there.
+//!
 //! With a ReLU fused into the layer ([`Layer::fuse_relu`]), each image's `Y` is clamped to
 //! `max(0, Y)` right after its product, and backward starts from `dZ = dY ⊙ [Y > 0]`.
 
@@ -87,9 +91,14 @@ impl ConvShape {
         self.in_channels * self.height * self.width
     }
 
+    /// Output pixels per channel: `out_height · out_width`, the columns of an image's `P`.
+    pub fn out_pixels(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
     /// Values per output row: `out_channels · out_height · out_width`.
     pub fn output_len(&self) -> usize {
-        self.out_channels * self.out_height() * self.out_width()
+        self.out_channels * self.out_pixels()
     }
 
     /// Taps per output value: `in_channels · kernel · kernel`.
@@ -202,7 +211,8 @@ pub struct Conv2d {
     /// Whether the layer applies the ReLU that follows it.
     fused_relu: bool,
     /// `P` of one image, `(taps, out_h·out_w)`: gathered again, image by image, in both passes, so
-    /// that it is still in the core's first-level cache when its product reads it
+    /// that it is still in the core's first-level cache when its product reads it (a forward pass
+    /// that shares the images between cores gives each of them a buffer of its own)
     patches: Array2<f32>,
     /// `dP` of one image, `(taps, out_h·out_w)`
     grad_patches: Array2<f32>,
@@ -253,18 +263,13 @@ impl Conv2d {
             grad_input: Array2::zeros((0, 0)),
         }
     }
-
-    /// `out_h · out_w`
-    fn pixels_per_image(&self) -> usize {
-        self.shape.out_height() * self.shape.out_width()
-    }
 }
 
 /// im2col for one image: copies the patches of `image` `(C·H·W)` into `patches`
 /// `(taps, out_h·out_w)`, shaping it first if need be. Entries on the padding stay zero from when
 /// the buffer was made: every image of the same geometry writes the same entries.
 fn gather_patches(shape: &ConvShape, image: &[f32], patches: &mut Array2<f32>) {
-    let per_image = shape.out_height() * shape.out_width();
+    let per_image = shape.out_pixels();
     ensure_shape(patches, shape.taps(), per_image);
     let p = patches.as_slice_mut().expect("standard layout");
     shape.for_each_tap_run(|tap, column, source, len| {
@@ -281,7 +286,7 @@ fn gather_patches(shape: &ConvShape, image: &[f32], patches: &mut Array2<f32>) {
 /// col2im for one image: adds every entry of `grad_patches` (its `dP`) onto the value of
 /// `grad_image` it was copied from.
 fn scatter_patch_gradients(shape: &ConvShape, grad_patches: &Array2<f32>, grad_image: &mut [f32]) {
-    let per_image = shape.out_height() * shape.out_width();
+    let per_image = shape.out_pixels();
     let dp = grad_patches.as_slice().expect("standard layout");
     shape.for_each_tap_run(|tap, column, source, len| {
         let from = &dp[tap * per_image + column..][..len];
@@ -305,8 +310,8 @@ fn channels_by_pixels(row: ArrayView1<'_, f32>, channels: usize) -> ArrayView2<'
 impl Layer for Conv2d {
     fn forward(&mut self, input: ArrayView2<f32>, _train: bool) -> ArrayView2<'_, f32> {
         check_features("Conv2d", self.shape.input_len(), input);
-        let (shape, channels, per_image) =
-            (self.shape, self.shape.out_channels, self.pixels_per_image());
+        let shape = self.shape;
+        let (channels, per_image) = (shape.out_channels, shape.out_pixels());
         ensure_shape(&mut self.output, input.nrows(), shape.output_len());
         let (weight, bias, fused_relu) = (self.weight.view(), &self.bias, self.fused_relu);
         // Image i: P (taps, out_h·out_w) gathered, then Y = W·P + b (then max(0, Y) if fused),
@@ -350,7 +355,7 @@ impl Layer for Conv2d {
         let (n, channels, per_image) = (
             input.nrows(),
             self.shape.out_channels,
-            self.pixels_per_image(),
+            self.shape.out_pixels(),
         );
         assert_eq!(
             grad_output.dim(),
@@ -432,7 +437,7 @@ impl Layer for Conv2d {
     fn training_flops(&self, batch: usize) -> u64 {
         let products = if self.input_grad_needed { 3 } else { 2 };
         let s = self.shape;
-        let pixels = batch * s.out_height() * s.out_width();
+        let pixels = batch * s.out_pixels();
         products * 2 * (s.out_channels * s.taps() * pixels) as u64
     }
 
