@@ -21,6 +21,12 @@
 //! Networks with batch normalisation, whose rows depend on the whole batch, run one copy with
 //! multithreaded products instead.
 //!
+//! How a batch is cut does not depend on the machine: into [`DEFAULT_SHARDS`] shards (fewer when
+//! the batch is too small to give each [`MIN_SHARD_ROWS`] rows), however many cores there are. A
+//! machine with fewer cores than shards runs them one after the other, one with more gives each
+//! shard's products several cores, and since neither changes a single sum (see [`crate::gemm`]),
+//! a seed gives the same weights, bit for bit, on any number of cores.
+//!
 //! Not every layer runs: a ReLU right after a layer that can apply it itself ([`Layer::fuse_relu`]:
 //! `Linear`, `Conv2d`) is fused into that layer, and a `Flatten` is the identity on our
 //! `(n, features)` rows. Both stay in the list of layers, which is the architecture (and the
@@ -40,16 +46,24 @@ use crate::loss::{argmax, loss_and_correct, LossStats, SoftmaxCrossEntropy};
 /// convolution's patch matrix for 1,000 MNIST images is already 28 MB).
 const EVAL_CHUNK: usize = 1_000;
 
-/// Fewest rows worth giving a core of its own in a training step.
-const MIN_SHARD_ROWS: usize = 32;
+/// Fewest rows worth a shard of their own in a training step.
+pub const MIN_SHARD_ROWS: usize = 32;
+
+/// Shards a training step cuts its batch into, at most: the cores of this project's machines.
+pub const DEFAULT_SHARDS: usize = 2;
 
 /// A stack of layers ending in logits, with a softmax cross-entropy loss.
 pub struct Network {
     main: Replica,
-    /// Copies of `main` for the other cores, made by the first data-parallel step.
+    /// Copies of `main` for the other shards, made by the first data-parallel step.
+    ///
+    /// Every helper holds `main`'s parameters, always: a helper starts as a copy of `main`, the
+    /// only update ([`update_every_replica`]) writes the same new values into every copy, whether
+    /// its shard ran or not, and [`Network::params`], which lets a caller change `main`'s values,
+    /// drops the helpers (the next step copies `main` afresh).
     helpers: Vec<Replica>,
-    /// Whether the helpers' parameters equal `main`'s (false after [`Network::params`]).
-    helpers_in_sync: bool,
+    /// Most shards a training step cuts its batch into.
+    max_shards: usize,
 }
 
 /// One copy of the layers with its own buffers and loss.
@@ -200,8 +214,16 @@ impl Network {
         Network {
             main: Replica::new(layers),
             helpers: Vec::new(),
-            helpers_in_sync: false,
+            max_shards: DEFAULT_SHARDS,
         }
+    }
+
+    /// Sets the most shards a training step cuts its batch into ([`DEFAULT_SHARDS`] unless set;
+    /// 1 trains on the whole batch at once). The shards' gradients are summed in another order,
+    /// so a different number gives slightly different weights.
+    pub fn set_max_shards(&mut self, shards: usize) {
+        assert!(shards > 0, "Network: needs at least one shard");
+        self.max_shards = shards;
     }
 
     /// A multilayer perceptron: `Linear` layers between the given `sizes` (inputs, hidden..., classes)
@@ -244,8 +266,8 @@ impl Network {
 
     /// Every layer's parameters with their gradients, first layer first.
     pub fn params(&mut self) -> Vec<Param<'_>> {
-        // The caller may change them: copy them to the helpers before their next step.
-        self.helpers_in_sync = false;
+        // The caller may change them: the helpers would no longer be copies.
+        self.helpers.clear();
         self.main.params()
     }
 
@@ -292,34 +314,33 @@ impl Network {
     fn step(&mut self, batch: Batch, lr: f32) -> LossStats {
         let n = batch.len();
         let shards = self.shard_count(n);
-        if shards == 1 {
-            let stats = self.main.compute_shard_gradients(batch, 0, n);
-            for param in self.main.params() {
-                descend(param.value, &[param.grad], &[1.0], lr);
-            }
-            return stats;
+        while self.helpers.len() < shards - 1 {
+            let copy = self.main.duplicate();
+            self.helpers.push(copy);
         }
-        self.prepare_helpers(shards - 1);
         let bounds: Vec<(usize, usize)> = (0..shards)
             .map(|s| (s * n / shards, (s + 1) * n / shards))
             .collect();
         let mut replicas: Vec<&mut Replica> = std::iter::once(&mut self.main)
-            .chain(self.helpers.iter_mut().take(shards - 1))
+            .chain(self.helpers.iter_mut())
             .collect();
-        // Every shard's gradients, each core on its own shard.
-        let stats: Vec<LossStats> = replicas
+        // Every shard's gradients, the shards sharing the cores.
+        let threads_per_shard = (gemm::cores() / shards).max(1);
+        let stats: Vec<LossStats> = replicas[..shards]
             .par_iter_mut()
             .zip(&bounds)
             .map(|(replica, &(start, end))| {
-                gemm::single_threaded(|| replica.compute_shard_gradients(batch, start, end))
+                gemm::with_threads(threads_per_shard, || {
+                    replica.compute_shard_gradients(batch, start, end)
+                })
             })
             .collect();
-        // θ ← θ - lr · Σ_s (n_s / n) · g_s, the cores sharing the parameters between them.
+        // θ ← θ - lr · Σ_s (n_s / n) · g_s, in every copy.
         let weights: Vec<f32> = bounds
             .iter()
             .map(|&(start, end)| (end - start) as f32 / n as f32)
             .collect();
-        descend_together(&mut replicas, &weights, lr);
+        update_every_replica(&mut replicas, &weights, lr);
         let mut total = LossStats {
             loss: 0.0,
             correct: 0,
@@ -331,27 +352,12 @@ impl Network {
         total
     }
 
-    /// How many cores a training step on `rows` rows uses.
+    /// How many shards a training step on `rows` rows uses.
     fn shard_count(&self, rows: usize) -> usize {
         if self.main.layers.iter().any(|l| l.needs_whole_batch()) {
             return 1;
         }
-        gemm::cores().min(rows / MIN_SHARD_ROWS).max(1)
-    }
-
-    /// Makes sure `count` helpers exist with the same parameters as `main`.
-    fn prepare_helpers(&mut self, count: usize) {
-        if self.helpers.len() >= count && self.helpers_in_sync {
-            return;
-        }
-        for helper in &mut self.helpers {
-            helper.copy_params_from(&mut self.main);
-        }
-        while self.helpers.len() < count {
-            let copy = self.main.duplicate();
-            self.helpers.push(copy);
-        }
-        self.helpers_in_sync = true;
+        self.max_shards.min(rows / MIN_SHARD_ROWS).max(1)
     }
 
     /// The predicted class of every row of `x`.
@@ -395,7 +401,8 @@ impl Network {
     }
 }
 
-/// One piece of a parameter in every replica (values to update) with its gradient in every replica.
+/// One piece of a parameter in every replica (values to update) with its gradient in every shard
+/// that ran.
 type UpdatePiece<'a> = (Vec<&'a mut [f32]>, Vec<&'a [f32]>);
 
 /// Values per piece of work when the cores share a parameter update (128 KiB of each array: 2%
@@ -403,9 +410,11 @@ type UpdatePiece<'a> = (Vec<&'a mut [f32]>, Vec<&'a [f32]>);
 const UPDATE_PIECE: usize = 1 << 15;
 
 /// For every parameter `θ` (the same in all the replicas), `θ ← θ - lr · Σ_s weight_s · g_s`
-/// with `g_s` its gradient in replica `s`. The parameters are cut into pieces that the cores
-/// share; each piece's new values are computed once and copied into every replica.
-fn descend_together(replicas: &mut [&mut Replica], weights: &[f32], lr: f32) {
+/// with `g_s` its gradient in replica `s`, for the first `weights.len()` replicas (the shards that
+/// ran). The parameters are cut into pieces that the cores share; each piece's new values are
+/// computed once and copied into every replica, so all of them keep holding the same values.
+fn update_every_replica(replicas: &mut [&mut Replica], weights: &[f32], lr: f32) {
+    let shards = weights.len();
     let mut params: Vec<_> = replicas
         .iter_mut()
         .map(|r| r.params().into_iter())
@@ -427,6 +436,7 @@ fn descend_together(replicas: &mut [&mut Replica], weights: &[f32], lr: f32) {
                 )
             })
             .unzip();
+        grads.truncate(shards);
         while let Some(value) = values[0].next() {
             let mut piece = vec![value];
             piece.extend(values[1..].iter_mut().map(|v| v.next().expect("same size")));

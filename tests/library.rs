@@ -188,12 +188,9 @@ fn serial_step(network: &mut Network, x: &Array2<f32>, labels: &[u8], lr: f32) -
 
 #[test]
 fn the_data_parallel_step_equals_plain_gradient_descent() {
-    // 301 rows: shards of unequal size on a multi-core machine (one shard on a single core).
+    // 301 rows: two shards of unequal size.
     let mut rng = seeded_rng(40);
-    let x = Array2::from_shape_fn((301, 12), |(i, j)| {
-        ((i * 7 + j * 13) % 17) as f32 / 8.0 - 1.0
-    });
-    let labels: Vec<u8> = (0..301).map(|i| (i % 3) as u8).collect();
+    let (x, labels) = made_up_rows(301);
     let mut parallel = Network::mlp(&[12, 20, 9, 3], Init::He, &mut rng);
     let mut serial = Network::mlp(&[12, 20, 9, 3], Init::He, &mut seeded_rng(40));
     assert_eq!(weights(&mut parallel), weights(&mut serial));
@@ -232,4 +229,85 @@ fn a_step_on_picked_examples_equals_a_step_on_the_same_rows() {
         assert_eq!(a, b);
     }
     assert_eq!(weights(&mut picked), weights(&mut copied));
+}
+
+/// Rows `0..n` of a made-up 12-feature problem with 3 classes.
+fn made_up_rows(n: usize) -> (Array2<f32>, Vec<u8>) {
+    let x = Array2::from_shape_fn((n, 12), |(i, j)| ((i * 7 + j * 13) % 17) as f32 / 8.0 - 1.0);
+    (x, (0..n).map(|i| (i % 3) as u8).collect())
+}
+
+#[test]
+fn steps_of_changing_sizes_split_into_shards_equal_plain_gradient_descent() {
+    // 40 and 31 rows are too few to split, 128 and 96 are split in two: after a step on one copy
+    // the next split step must start from the updated weights in every copy.
+    let mut split = Network::mlp(&[12, 20, 9, 3], Init::He, &mut seeded_rng(41));
+    let mut whole = Network::mlp(&[12, 20, 9, 3], Init::He, &mut seeded_rng(41));
+    whole.set_max_shards(1);
+    for (step, rows) in [128, 40, 128, 31, 96, 128].into_iter().enumerate() {
+        let (x, labels) = made_up_rows(rows);
+        let a = split.train_step(x.view(), &labels, 0.2);
+        let b = whole.train_step(x.view(), &labels, 0.2);
+        assert!(
+            (a.loss - b.loss).abs() < 1e-5 && a.correct == b.correct,
+            "step {step} ({rows} rows): {a:?} vs {b:?}"
+        );
+    }
+    for (s, w) in weights(&mut split).iter().zip(weights(&mut whole)) {
+        assert!((s - w).abs() < 1e-5, "weights differ: {s} vs {w}");
+    }
+}
+
+/// A small convolutional network on 1x8x8 "images".
+fn small_cnn(rng: &mut mnist_nn::SeededRng) -> Network {
+    use mnist_nn::layers::{Conv2d, ConvShape, Flatten, ReLU};
+    let shape = ConvShape {
+        in_channels: 1,
+        out_channels: 4,
+        height: 8,
+        width: 8,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+    };
+    let layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Conv2d::new(shape, Init::He, rng)),
+        Box::new(ReLU::new()),
+        Box::new(Flatten::new(shape.output_len())),
+        Box::new(Linear::new(shape.output_len(), 3, Init::He, rng)),
+    ];
+    Network::new(layers)
+}
+
+#[test]
+fn a_run_gives_the_same_weights_on_one_two_or_three_cores() {
+    // 370 examples in minibatches of 64: five split steps, then one of 50 rows (one shard).
+    let images = Array2::from_shape_fn((370, 64), |(i, j)| ((i * 5 + j * 3) % 11) as f32 / 5.0);
+    let labels = (0..370).map(|i| (i % 3) as u8).collect();
+    let data = Dataset::new(images, labels);
+    let builders: [fn(&mut mnist_nn::SeededRng) -> Network; 2] = [
+        |rng| Network::mlp(&[64, 32, 16, 3], Init::He, rng),
+        small_cnn,
+    ];
+    for build in builders {
+        let run_on = |cores: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(cores)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut rng = seeded_rng(3);
+                let mut network = build(&mut rng);
+                let mut sgd = Sgd::new(0.05, Batching::Mini(64));
+                for _ in 0..3 {
+                    sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {});
+                }
+                weights(&mut network)
+            })
+        };
+        let one = run_on(1);
+        assert_eq!(one, run_on(2), "one core and two");
+        assert_eq!(one, run_on(3), "one core and three");
+    }
 }

@@ -48,6 +48,28 @@ fn every_experiment_network_survives_a_round_trip_bit_for_bit() {
         let before = network.forward(x.view(), false).to_owned();
         let after = loaded.network.forward(x.view(), false).to_owned();
         assert_eq!(before, after, "{}: logits changed", experiment.name);
+        // What training depends on survives too (such as Samson's shared bias gradient): the
+        // same step on both gives the same parameters.
+        let specs = |n: &mnist_nn::network::Network| -> Vec<_> {
+            n.layers().iter().map(|l| l.spec()).collect()
+        };
+        assert_eq!(
+            specs(&network),
+            specs(&loaded.network),
+            "{}",
+            experiment.name
+        );
+        network.train_step(x.view(), &labels, 0.01);
+        loaded.network.train_step(x.view(), &labels, 0.01);
+        let values = |n: &mut mnist_nn::network::Network| -> Vec<Vec<f32>> {
+            n.params().into_iter().map(|p| p.value.to_vec()).collect()
+        };
+        assert_eq!(
+            values(&mut network),
+            values(&mut loaded.network),
+            "{}: a training step differs after loading",
+            experiment.name
+        );
     }
 }
 
@@ -177,7 +199,27 @@ fn train_save_eval_continue_and_metrics() {
         "{}",
         stdout(&output)
     );
-    assert_eq!(model::load(&next).unwrap().training.epochs, 4);
+    let continued = model::load(&next).unwrap();
+    assert_eq!(continued.training.epochs, 4);
+    assert_eq!(
+        continued.training.lr, 0.05,
+        "the continued run's learning rate"
+    );
+    let tensors = |saved: model::SavedModel| -> Vec<Vec<f32>> {
+        saved
+            .network
+            .layers()
+            .iter()
+            .flat_map(|l| l.export())
+            .map(|t| t.values)
+            .collect()
+    };
+    let (before, after) = (tensors(model::load(&path).unwrap()), tensors(continued));
+    assert_eq!(before.len(), after.len());
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| b != a),
+        "every tensor moves in an epoch of training"
+    );
 
     // --from and --hidden do not go together; a seed-003 model cannot continue a seed-000 experiment.
     let output = run(
