@@ -12,6 +12,7 @@
 
 use mnist_nn::bench::{median, Workload};
 use mnist_nn::data::Dataset;
+use mnist_nn::optim::Optimizer;
 use mnist_nn::seeded_rng;
 use ndarray::Array2;
 use rand::Rng;
@@ -43,6 +44,7 @@ fn main() {
     let labels: Vec<u8> = (0..n).map(|_| rng.random_range(0..10)).collect();
     let data = Dataset::new(images, labels);
     let mut network = workload.experiment().build(&mut rng);
+    let mut optimizer = Optimizer::sgd(1e-3);
     let batch: usize = std::env::var("BATCH")
         .map(|b| b.parse().expect("BATCH is a number"))
         .unwrap_or(128);
@@ -60,7 +62,7 @@ fn main() {
                 if pos + batch > n {
                     pos = 0;
                 }
-                network.train_step_on(&data, &indices[pos..pos + batch], 1e-3);
+                network.train_step_on(&data, &indices[pos..pos + batch], &mut optimizer);
                 pos += batch;
             }
             if round > 0 {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mnist_nn::bench::Workload;
 use mnist_nn::data::Dataset;
+use mnist_nn::optim::Optimizer;
 use mnist_nn::seeded_rng;
 use ndarray::Array2;
 use rand::Rng;
@@ -47,17 +48,18 @@ fn main() {
         let data = Dataset::new(images, labels);
         let workload = Workload::find(name).expect("a bench workload");
         let mut network = workload.experiment().build(&mut rng);
+        let mut optimizer = Optimizer::sgd(1e-3);
         let indices: Vec<u32> = (0..n as u32).collect();
         let mut batches = indices.chunks(BATCH);
         for batch in batches.by_ref().take(4) {
-            network.train_step_on(&data, batch, 1e-3);
+            network.train_step_on(&data, batch, &mut optimizer);
         }
         let before = (
             ALLOCATIONS.load(Ordering::Relaxed),
             BYTES.load(Ordering::Relaxed),
         );
         for batch in batches {
-            network.train_step_on(&data, batch, 1e-3);
+            network.train_step_on(&data, batch, &mut optimizer);
         }
         let after = (
             ALLOCATIONS.load(Ordering::Relaxed),

@@ -14,7 +14,7 @@ use crate::experiments::{self, Experiment};
 use crate::gemm::matmul;
 use crate::network::Network;
 use crate::seeded_rng;
-use crate::train::Sgd;
+use crate::train::Trainer;
 
 /// A training workload: one of the seeds' experiments, timed epoch by epoch.
 pub struct Workload {
@@ -89,12 +89,12 @@ pub fn time_epochs(
     let experiment = workload.experiment();
     let mut rng = seeded_rng(0);
     let mut network: Network = experiment.build(&mut rng);
-    let mut sgd = Sgd::new(experiment.lr, experiment.batching);
-    sgd.epoch(&mut network, train, &mut rng, |_, _, _| {});
+    let mut trainer = Trainer::sgd(experiment.lr, experiment.batching);
+    trainer.epoch(&mut network, train, &mut rng, |_| {});
     let mut seconds = Vec::with_capacity(epochs);
     for done in 1..=epochs {
         let start = Instant::now();
-        sgd.epoch(&mut network, train, &mut rng, |_, _, _| {});
+        trainer.epoch(&mut network, train, &mut rng, |_| {});
         seconds.push(start.elapsed().as_secs_f64());
         on_epoch(done);
     }

@@ -2,8 +2,11 @@
 //!
 //! A checkpoint is a model file (see [`crate::model`]) with more in it: how many epochs are done,
 //! how far the current epoch got (its order of examples, the examples used, the running loss and
-//! accuracy), and the random generator's state. Continuing from it gives the same weights, bit for
-//! bit, as a run that was never interrupted.
+//! accuracy), the random generator's state, and the optimiser's step count and state (tensors
+//! `optimizer.state.P.NAME`, `P` the parameter's position in the network and `NAME` PyTorch's
+//! name: `momentum_buffer`, `exp_avg`, `exp_avg_sq`). A learning-rate schedule is a function of
+//! the step count, so it needs nothing more. Continuing from a checkpoint gives the same weights,
+//! bit for bit, as a run that was never interrupted.
 
 use std::path::Path;
 
@@ -13,6 +16,7 @@ use crate::atomic::write_atomically;
 use crate::data::Preprocessing;
 use crate::model::{self, Extras, ModelError, SavedModel, Training};
 use crate::network::Network;
+use crate::optim::Optimizer;
 use crate::train::EpochProgress;
 use crate::SeededRng;
 
@@ -31,6 +35,9 @@ struct RunState {
     rng_stream: u64,
     /// The generator's position in its stream (a u128, as a decimal string).
     rng_word_pos: String,
+    /// Steps the optimiser has taken.
+    #[serde(default)]
+    optimizer_steps: u64,
 }
 
 /// A checkpoint read back.
@@ -43,6 +50,49 @@ pub struct Checkpoint {
     pub progress: EpochProgress,
     /// The random generator, in the state it was in.
     pub rng: SeededRng,
+    /// Steps the optimiser had taken.
+    pub optimizer_steps: u64,
+    /// The optimiser's state arrays by tensor name (see [`restore_optimizer`](Checkpoint::restore_optimizer)).
+    optimizer_state: std::collections::HashMap<String, Vec<f32>>,
+}
+
+/// The name of the tensor holding state `name` of parameter `p`.
+fn state_tensor(p: usize, name: &str) -> String {
+    format!("{}state.{p}.{name}", model::OPTIMIZER_PREFIX)
+}
+
+impl Checkpoint {
+    /// Gives `optimizer` (built with the run's settings) the saved step count and state, for
+    /// parameters of the given lengths (those of [`Checkpoint::model`]'s network).
+    pub fn restore_optimizer(
+        &self,
+        optimizer: &mut Optimizer,
+        lengths: &[usize],
+    ) -> Result<(), String> {
+        optimizer.restore(self.optimizer_steps, lengths, |p, name, len| {
+            let tensor = state_tensor(p, name);
+            match self.optimizer_state.get(&tensor) {
+                Some(values) if values.len() == len => Ok(values.clone()),
+                Some(values) => Err(format!(
+                    "optimizer state `{tensor}` has {} values, expected {len}",
+                    values.len()
+                )),
+                None => Err(format!("optimizer state `{tensor}` is missing")),
+            }
+        })
+    }
+}
+
+/// Where a run stands: what a checkpoint saves besides the model.
+pub struct Position<'a> {
+    /// Complete epochs.
+    pub epochs_done: usize,
+    /// How far the next epoch got.
+    pub progress: &'a EpochProgress,
+    /// The random generator.
+    pub rng: &'a SeededRng,
+    /// The optimiser, with its step count and state.
+    pub optimizer: &'a Optimizer,
 }
 
 /// Writes a checkpoint to `path`, atomically.
@@ -51,10 +101,14 @@ pub fn save(
     network: &Network,
     preprocessing: &Preprocessing,
     training: &Training,
-    epochs_done: usize,
-    progress: &EpochProgress,
-    rng: &SeededRng,
+    position: &Position,
 ) -> Result<(), ModelError> {
+    let Position {
+        epochs_done,
+        progress,
+        rng,
+        optimizer,
+    } = *position;
     let state = RunState {
         epochs_done,
         examples_done: progress.done,
@@ -63,6 +117,7 @@ pub fn save(
         rng_seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
         rng_stream: rng.get_stream(),
         rng_word_pos: rng.get_word_pos().to_string(),
+        optimizer_steps: optimizer.steps(),
     };
     let extras = Extras {
         metadata: [(
@@ -71,6 +126,11 @@ pub fn save(
         )]
         .into(),
         order: Some(progress.order.clone()),
+        optimizer_state: optimizer
+            .state()
+            .into_iter()
+            .map(|(p, name, values)| (state_tensor(p, name), values.to_vec()))
+            .collect(),
     };
     let bytes = model::to_bytes_with(network, preprocessing, training, &extras);
     write_atomically(path, &bytes).map_err(|source| ModelError::Io {
@@ -117,6 +177,8 @@ pub fn load(path: &Path) -> Result<Checkpoint, ModelError> {
             correct: state.correct,
         },
         rng,
+        optimizer_steps: state.optimizer_steps,
+        optimizer_state: extras.optimizer_state,
     })
 }
 

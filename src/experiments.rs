@@ -1,8 +1,9 @@
 //! The experiments of the two seed projects, each with its exact network, data and schedule.
 
-use crate::data::{Regime, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::architecture::{self, Shape};
+use crate::data::{Regime, CLASSES, IMAGE_SIDE};
 use crate::init::Init;
-use crate::layers::{BatchNorm1d, Conv2d, ConvShape, Flatten, Layer, Linear, ReLU};
+use crate::layers::ConvShape;
 use crate::network::Network;
 use crate::train::Batching;
 use crate::SeededRng;
@@ -13,6 +14,8 @@ pub struct Experiment {
     pub name: &'static str,
     /// The network in one line.
     pub network: &'static str,
+    /// The network in the architecture grammar ([`crate::architecture`]), as `--layers` takes it.
+    pub layers: &'static str,
     /// How the data is split and scaled.
     pub regime: Regime,
     /// Full batch or minibatches.
@@ -27,13 +30,14 @@ pub struct Experiment {
     pub seed_figure: &'static str,
     /// Also report the test accuracy every this many epochs (for figures at several lengths).
     pub test_every: Option<usize>,
-    build: fn(&mut SeededRng) -> Network,
 }
 
 impl Experiment {
     /// A freshly initialised network for this experiment.
     pub fn build(&self, rng: &mut SeededRng) -> Network {
-        (self.build)(rng)
+        let planned = architecture::parse(self.layers, Shape::MNIST, CLASSES)
+            .expect("the experiments' architectures are valid");
+        architecture::build(&planned, self.init, rng)
     }
 }
 
@@ -41,6 +45,7 @@ impl Experiment {
 pub const EXPERIMENTS: [Experiment; 6] = [
     Experiment {
         name: "mlp",
+        layers: "linear 256, relu, linear 128, relu, linear 10",
         network: "784-256-ReLU-128-ReLU-10, he init",
         regime: Regime::Seed000,
         batching: Batching::Mini(128),
@@ -49,10 +54,10 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         epochs: 250,
         seed_figure: "test accuracy ~0.97",
         test_every: None,
-        build: mlp,
     },
     Experiment {
         name: "bn-mlp",
+        layers: "linear 256, relu, batchnorm, linear 128, relu, batchnorm, linear 10",
         network: "784-256-ReLU-BN-128-ReLU-BN-10, he init",
         regime: Regime::Seed000,
         batching: Batching::Mini(128),
@@ -61,10 +66,10 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         epochs: 250,
         seed_figure: "test accuracy ~0.971",
         test_every: None,
-        build: bn_mlp,
     },
     Experiment {
         name: "cnn",
+        layers: "conv 8 3 padding 2 dilation 2, relu, flatten, linear 128, relu, linear 10",
         network: "Conv2d(1->8, 3x3, dilation 2, padding 2)-ReLU-Flatten-6272-128-ReLU-10, he init",
         regime: Regime::Seed000,
         batching: Batching::Mini(128),
@@ -73,10 +78,10 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         epochs: 250,
         seed_figure: "test accuracy ~0.97",
         test_every: None,
-        build: cnn,
     },
     Experiment {
         name: "samson",
+        layers: "linear 10 shared-bias, relu, linear 10 shared-bias",
         network: "784-10-ReLU-10, samson init, one shared bias gradient per layer (Samson Zhang's tutorial)",
         regime: Regime::Seed003,
         batching: Batching::Full,
@@ -85,10 +90,10 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         epochs: 500,
         seed_figure: "test accuracy ~0.85",
         test_every: None,
-        build: samson,
     },
     Experiment {
         name: "lecun-300",
+        layers: "linear 300, relu, linear 10",
         network: "784-300-ReLU-10, he init",
         regime: Regime::Seed003,
         batching: Batching::Full,
@@ -97,10 +102,10 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         epochs: 1000,
         seed_figure: "test error ~4.5% (LeCun et al. 1998: 4.7%)",
         test_every: None,
-        build: lecun_300,
     },
     Experiment {
         name: "lecun-300-100",
+        layers: "linear 300, relu, linear 100, relu, linear 10",
         network: "784-300-ReLU-100-ReLU-10, he init",
         regime: Regime::Seed003,
         batching: Batching::Full,
@@ -109,7 +114,6 @@ pub const EXPERIMENTS: [Experiment; 6] = [
         epochs: 1000,
         seed_figure: "test error ~2.9% after 1000 epochs, 2.3% after 2000, 1.8% after 5000 (LeCun et al. 1998: 3.05%)",
         test_every: Some(1000),
-        build: lecun_300_100,
     },
 ];
 
@@ -121,46 +125,6 @@ pub fn find(name: &str) -> Option<&'static Experiment> {
 /// The experiments' names, for messages.
 pub fn names() -> Vec<&'static str> {
     EXPERIMENTS.iter().map(|e| e.name).collect()
-}
-
-/// Seed 000's vanilla MLP: 784-256-ReLU-128-ReLU-10.
-fn mlp(rng: &mut SeededRng) -> Network {
-    Network::mlp(&[IMAGE_PIXELS, 256, 128, 10], Init::He, rng)
-}
-
-/// Seed 000's MLP with batch normalisation on the data entering and leaving the 128-unit layer.
-fn bn_mlp(rng: &mut SeededRng) -> Network {
-    let layers: Vec<Box<dyn Layer>> = vec![
-        Box::new(Linear::new(IMAGE_PIXELS, 256, Init::He, rng)),
-        Box::new(ReLU::new()),
-        Box::new(BatchNorm1d::new(256)),
-        Box::new(Linear::new(256, 128, Init::He, rng)),
-        Box::new(ReLU::new()),
-        Box::new(BatchNorm1d::new(128)),
-        Box::new(Linear::new(128, 10, Init::He, rng)),
-    ];
-    Network::new(layers)
-}
-
-/// Samson Zhang's tutorial network: 784-10-ReLU-10, uniform [-0.5, 0.5) weights and biases, each
-/// layer's biases moved by one shared scalar gradient.
-fn samson(rng: &mut SeededRng) -> Network {
-    let layers: Vec<Box<dyn Layer>> = vec![
-        Box::new(Linear::new(IMAGE_PIXELS, 10, Init::Samson, rng).with_shared_bias_gradient()),
-        Box::new(ReLU::new()),
-        Box::new(Linear::new(10, 10, Init::Samson, rng).with_shared_bias_gradient()),
-    ];
-    Network::new(layers)
-}
-
-/// LeCun et al. 1998, section 3.C.5: one hidden layer of 300 units.
-fn lecun_300(rng: &mut SeededRng) -> Network {
-    Network::mlp(&[IMAGE_PIXELS, 300, 10], Init::He, rng)
-}
-
-/// LeCun et al. 1998, section 3.C.6: hidden layers of 300 and 100 units.
-fn lecun_300_100(rng: &mut SeededRng) -> Network {
-    Network::mlp(&[IMAGE_PIXELS, 300, 100, 10], Init::He, rng)
 }
 
 /// The convolution of seed 000's CNN: 1 -> 8 channels, 3x3 taps 2 pixels apart, padding 2, so a
@@ -175,18 +139,3 @@ pub const CNN_CONV: ConvShape = ConvShape {
     padding: 2,
     dilation: 2,
 };
-
-/// Seed 000's CNN: a dilated 3x3 convolution to 8 channels, then a 128-unit hidden layer.
-fn cnn(rng: &mut SeededRng) -> Network {
-    let shape = CNN_CONV;
-    let features = shape.output_len();
-    let layers: Vec<Box<dyn Layer>> = vec![
-        Box::new(Conv2d::new(shape, Init::He, rng)),
-        Box::new(ReLU::new()),
-        Box::new(Flatten::new(features)),
-        Box::new(Linear::new(features, 128, Init::He, rng)),
-        Box::new(ReLU::new()),
-        Box::new(Linear::new(128, 10, Init::He, rng)),
-    ];
-    Network::new(layers)
-}

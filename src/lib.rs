@@ -11,7 +11,9 @@
 //!   [`Flatten`](layers::Flatten));
 //! - [`loss`]: numerically stable softmax cross-entropy;
 //! - [`network`]: a sequential [`Network`](network::Network) with training steps and evaluation;
-//! - [`train`]: stochastic gradient descent, minibatch or full batch;
+//! - [`optim`]: the optimisers (SGD with momentum and weight decay, Adam, AdamW) and their state;
+//! - [`schedule`]: learning-rate schedules (step, cosine, one-cycle, warm-up);
+//! - [`train`]: epochs of minibatches or full batches, each step an optimiser's;
 //! - [`gemm`]: the matrix product every layer's work goes through;
 //! - [`init`]: the weight initialisations (`he`, `xavier`, `gaussian`, `samson`);
 //! - [`data`]: reading, finding, downloading and preparing MNIST;
@@ -30,7 +32,7 @@
 //! use mnist_nn::data::Dataset;
 //! use mnist_nn::init::Init;
 //! use mnist_nn::network::Network;
-//! use mnist_nn::train::{Batching, Sgd};
+//! use mnist_nn::train::{Batching, Trainer};
 //! use ndarray::Array2;
 //!
 //! // 200 points in 2-D: class 1 when x + y > 0.
@@ -40,14 +42,15 @@
 //! let data = Dataset::new(images, labels);
 //!
 //! let mut network = Network::mlp(&[2, 16, 2], Init::He, &mut rng);
-//! let mut sgd = Sgd::new(0.1, Batching::Mini(20));
+//! let mut trainer = Trainer::sgd(0.1, Batching::Mini(20));
 //! for _ in 0..50 {
-//!     sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {});
+//!     trainer.epoch(&mut network, &data, &mut rng, |_| {});
 //! }
 //! let result = network.evaluate(data.images.view(), &data.labels);
 //! assert!(result.accuracy > 0.9, "accuracy {}", result.accuracy);
 //! ```
 
+pub mod architecture;
 pub mod atomic;
 pub mod bench;
 pub mod checkpoint;
@@ -61,6 +64,8 @@ pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod network;
+pub mod optim;
+pub mod schedule;
 pub mod train;
 
 /// The one random generator behind everything random (initialisation, shuffling): ChaCha8,

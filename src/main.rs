@@ -2,23 +2,29 @@
 
 mod cli;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 
-use cli::fetch::{fetch_with_progress, load_mnist, mirrors};
-use cli::fit::{fit, Run};
-use mnist_nn::data::{locate, Preprocessing, Regime, CLASSES, IMAGE_PIXELS};
+use cli::fetch::{fetch_with_progress, load_raw_mnist, mirrors};
+use cli::fit::{fit, Resume, Run};
+use mnist_nn::architecture::{self, PlannedLayer, Shape};
+use mnist_nn::data::{locate, Mnist, Preprocessing, Regime, CLASSES, IMAGE_PIXELS, SEED000_TRAIN};
 use mnist_nn::init::Init;
 use mnist_nn::layers::LayerSpec;
 use mnist_nn::model::{self, Training};
 use mnist_nn::network::Network;
+use mnist_nn::optim::{Optimizer, OptimizerSettings};
+use mnist_nn::schedule::Schedule;
 use mnist_nn::seeded_rng;
 use mnist_nn::train::Batching;
 use mnist_nn::{checkpoint, experiments};
+
+/// Images in MNIST's training set.
+const TRAIN_IMAGES: usize = 60_000;
 
 #[derive(Parser)]
 #[command(
@@ -33,8 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a multilayer perceptron (ReLU hidden layers, softmax output) and report test accuracy.
-    Train(TrainArgs),
+    /// Train a network (an MLP, or any architecture with --layers) and report test accuracy.
+    Train(Box<TrainArgs>),
     /// Run one of the seeds' experiments with its exact settings.
     Experiment(ExperimentArgs),
     /// Evaluate a saved model on the test set: accuracy per class, confusion matrix, mistakes.
@@ -51,13 +57,24 @@ enum Command {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Sizes of the hidden layers, e.g. `--hidden 300 100` [default: 32 16].
-    #[arg(long, alias = "n-hidden", num_args = 1.., value_parser = positive, allow_negative_numbers = true, conflicts_with = "from")]
+    /// Sizes of the hidden layers of an MLP, e.g. `--hidden 300 100` [default: 32 16].
+    #[arg(long, alias = "n-hidden", num_args = 1.., value_parser = positive, allow_negative_numbers = true, conflicts_with_all = ["from", "layers", "layers_file"])]
     hidden: Option<Vec<usize>>,
+    /// Any architecture, as comma-separated layers from the 1x28x28 input to 10 outputs:
+    /// `linear N [shared-bias]`, `conv MAPS K [stride S] [padding P] [dilation D]`,
+    /// `maxpool K [stride S]`, `avgpool K [stride S]`, `relu`, `tanh`, `dropout P`, `batchnorm`,
+    /// `flatten`. An MLP starts with `linear` directly; after conv or pooling, `flatten` comes
+    /// before `linear`. Example: "conv 24 5, maxpool 2, relu, conv 32 3, maxpool 2, relu,
+    /// flatten, linear 256, relu, linear 10".
+    #[arg(long, conflicts_with_all = ["from", "layers_file"])]
+    layers: Option<String>,
+    /// Read --layers from this file (layers separated by commas or lines, `#` starts a comment).
+    #[arg(long, conflicts_with = "from")]
+    layers_file: Option<PathBuf>,
     /// Passes over the training set.
     #[arg(long, default_value_t = 500, value_parser = positive, allow_negative_numbers = true)]
     epochs: usize,
-    /// Learning rate of gradient descent.
+    /// Learning rate (the peak rate of a one-cycle schedule).
     #[arg(long, alias = "learning-rate", default_value_t = 0.2, value_parser = positive_finite, allow_negative_numbers = true)]
     lr: f32,
     /// Weight initialisation: he, xavier, gaussian or samson [default: he].
@@ -67,7 +84,88 @@ struct TrainArgs {
     #[arg(long, value_parser = positive, allow_negative_numbers = true)]
     batch_size: Option<usize>,
     #[command(flatten)]
+    optimizer: OptimizerArgs,
+    /// Standardise the pixels with the training images' mean and standard deviation instead of
+    /// dividing them by 255.
+    #[arg(long)]
+    standardise: bool,
+    /// Hold out the last N training images and report validation loss and accuracy every epoch
+    /// (choose settings on these, never on the test set).
+    #[arg(long, value_parser = positive)]
+    validation: Option<usize>,
+    #[command(flatten)]
     run: RunArgs,
+}
+
+/// The optimiser and its schedule (`train`). With --from, the optimiser starts afresh (no
+/// momentum or moments are kept in a model) and the schedule spans the new run's epochs.
+#[derive(Args)]
+struct OptimizerArgs {
+    /// The update rule, as torch.optim defines it: sgd, adam or adamw.
+    #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam", "adamw"])]
+    optimizer: String,
+    /// SGD's momentum [default: 0, none].
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// SGD's Nesterov momentum (with --momentum above 0).
+    #[arg(long)]
+    nesterov: bool,
+    /// Weight decay: an L2 term in the gradient (sgd, adam), or decoupled (adamw) [default: 0,
+    /// AdamW's 0.01].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Adam's and AdamW's betas [default: 0.9 0.999].
+    #[arg(long, num_args = 2, value_names = ["BETA1", "BETA2"])]
+    betas: Option<Vec<f64>>,
+    /// Adam's and AdamW's epsilon [default: 1e-8].
+    #[arg(long)]
+    eps: Option<f64>,
+    /// Learning-rate schedule, applied every step: constant, step:EPOCHS:GAMMA (times GAMMA every
+    /// EPOCHS epochs), cosine[:MIN_LR] (down to MIN_LR over the run), or
+    /// onecycle[:PCT_START[:DIV_FACTOR[:FINAL_DIV_FACTOR]]] (PyTorch's OneCycleLR peaking at --lr,
+    /// defaults 0.3, 25, 1e4, no momentum cycling).
+    #[arg(long, default_value = "constant", value_parser = str::parse::<Schedule>)]
+    schedule: Schedule,
+    /// Steps of linear warm-up before the schedule: step s uses (s+1)/N of its rate.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+}
+
+impl OptimizerArgs {
+    /// The optimiser's settings, refusing options that belong to another optimiser.
+    fn settings(&self) -> Result<OptimizerSettings> {
+        let sgd = self.optimizer == "sgd";
+        if sgd && (self.betas.is_some() || self.eps.is_some()) {
+            bail!("--betas and --eps are Adam's and AdamW's: add --optimizer adam or adamw");
+        }
+        if !sgd && (self.momentum.is_some() || self.nesterov) {
+            bail!("--momentum and --nesterov are SGD's: Adam keeps its own averages (--betas)");
+        }
+        let betas = match self.betas.as_deref() {
+            Some(&[b1, b2]) => (b1, b2),
+            _ => (0.9, 0.999),
+        };
+        let eps = self.eps.unwrap_or(1e-8);
+        let settings = match self.optimizer.as_str() {
+            "sgd" => OptimizerSettings::Sgd {
+                momentum: self.momentum.unwrap_or(0.0),
+                nesterov: self.nesterov,
+                weight_decay: self.weight_decay.unwrap_or(0.0),
+            },
+            "adam" => OptimizerSettings::Adam {
+                betas,
+                eps,
+                weight_decay: self.weight_decay.unwrap_or(0.0),
+            },
+            _ => OptimizerSettings::AdamW {
+                betas,
+                eps,
+                weight_decay: self.weight_decay.unwrap_or(0.01),
+            },
+        };
+        settings.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(settings)
+    }
 }
 
 #[derive(Args)]
@@ -85,12 +183,15 @@ struct ExperimentArgs {
 /// Flags shared by `train` and `experiment`.
 #[derive(Args)]
 struct RunArgs {
-    /// Seed of the random generator (initialisation and shuffling).
+    /// Seed of the random generator (initialisation, shuffling, dropout).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Print the architecture as a table (output shapes, parameters, FLOPs) before training.
+    #[arg(long)]
+    summary: bool,
     /// Print a line every this many epochs [default: every epoch with a validation set, else
     /// about ten lines in all].
     #[arg(long, value_parser = positive)]
@@ -101,10 +202,11 @@ struct RunArgs {
     /// Save the trained model to this .safetensors file.
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Continue training the model saved in this file (its architecture replaces --hidden/--init).
+    /// Continue training the model saved in this file (its architecture replaces --hidden,
+    /// --layers and --init; the optimiser's state starts afresh).
     #[arg(long)]
     from: Option<PathBuf>,
-    /// Write one row per epoch (losses, accuracies, seconds) to this .csv or .json file.
+    /// Write one row per epoch (losses, accuracies, learning rate, seconds) to this .csv or .json file.
     #[arg(long, value_parser = metrics_path)]
     metrics: Option<PathBuf>,
     /// Draw the loss and accuracy curves into this PNG file.
@@ -163,7 +265,7 @@ fn main() -> ExitCode {
         .use_current_thread()
         .build_global();
     let result = match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Experiment(args) => experiment(args),
         Command::Eval(args) => cli::inspect::eval(args),
         Command::Predict(args) => cli::predict::predict(args),
@@ -181,133 +283,77 @@ fn main() -> ExitCode {
     }
 }
 
-/// The model to continue from, if `--from` was given, checked against the data regime (and the
-/// architecture, if one is required).
-fn continued_model(
-    run: &RunArgs,
-    regime: Regime,
-    architecture: Option<&[LayerSpec]>,
-) -> Result<Option<model::SavedModel>> {
-    let Some(path) = &run.from else {
-        return Ok(None);
-    };
-    let saved = model::load(path)?;
-    let expected = match regime {
-        Regime::Seed003 => "pixels / 255 (seed 003)",
-        Regime::Seed000 => "standardised (seed 000)",
-    };
-    let matches = matches!(
-        (regime, saved.preprocessing),
-        (Regime::Seed003, Preprocessing::Scale255)
-            | (Regime::Seed000, Preprocessing::Standardise { .. })
-    );
-    if !matches {
-        bail!(
-            "{}: the model was trained on differently scaled pixels; this run needs {expected}",
-            path.display()
-        );
-    }
-    if let Some(architecture) = architecture {
-        let specs: Vec<LayerSpec> = saved.network.layers().iter().map(|l| l.spec()).collect();
-        if specs != architecture {
-            bail!(
-                "{}: the model's architecture is not this experiment's",
-                path.display()
-            );
-        }
-    }
-    Ok(Some(saved))
+/// What `train` or `experiment` chose; [`launch`] does the rest the same way for both.
+struct Plan {
+    /// `train`, or `experiment NAME`.
+    command: String,
+    /// Lines of configuration printed under the title.
+    settings: Vec<(&'static str, String)>,
+    /// The architecture, checked, with its shapes.
+    layers: Vec<PlannedLayer>,
+    init: Init,
+    lr: f32,
+    batching: Batching,
+    epochs: usize,
+    optimizer: OptimizerSettings,
+    schedule: Schedule,
+    warmup_steps: u64,
+    /// Training images held out for validation.
+    validation: usize,
+    standardise: bool,
+    /// Evaluate on the test set every this many epochs unless `--test-every` says otherwise.
+    test_every: Option<usize>,
+    /// Whether a model continued with `--from` must have `layers` (experiments) or brings its own.
+    from_must_match: bool,
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let hidden = args.hidden.unwrap_or_else(|| vec![32, 16]);
-    let init = args.init.unwrap_or(Init::He);
-    let batching = args.batch_size.map_or(Batching::Full, Batching::Mini);
-    let from = continued_model(&args.run, Regime::Seed003, None)?;
-    let (mnist, dir) = load_mnist(args.run.data_dir.as_deref(), Regime::Seed003)?;
-    let mut rng = seeded_rng(args.run.seed);
-    let (mut network, epochs_before, init_name) = match from {
-        Some(saved) => (saved.network, saved.training.epochs, saved.training.init),
-        None => {
-            let mut sizes = vec![IMAGE_PIXELS];
-            sizes.extend(&hidden);
-            sizes.push(CLASSES);
-            (
-                Network::mlp(&sizes, init, &mut rng),
-                0,
-                Some(init.to_string()),
-            )
+    let text = match (&args.layers, &args.layers_file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the architecture from {}", path.display()))?,
+        (None, None) => {
+            let hidden = args.hidden.clone().unwrap_or_else(|| vec![32, 16]);
+            let mut layers: Vec<String> =
+                hidden.iter().map(|h| format!("linear {h}, relu")).collect();
+            layers.push(format!("linear {CLASSES}"));
+            layers.join(", ")
         }
     };
-    let record = Training {
+    let layers = architecture::parse(&text, Shape::MNIST, CLASSES)
+        .map_err(|e| anyhow::anyhow!("--layers: {e}"))?;
+    if let Some(n) = args.validation {
+        if n >= TRAIN_IMAGES {
+            bail!("--validation {n} leaves nothing to train on: MNIST has {TRAIN_IMAGES} training images");
+        }
+    }
+    let plan = Plan {
         command: "train".into(),
-        epochs: epochs_before + args.epochs,
+        settings: Vec::new(),
+        layers,
+        init: args.init.unwrap_or(Init::He),
         lr: args.lr,
-        batch_size: args.batch_size,
-        seed: args.run.seed,
-        init: init_name.clone(),
-    };
-    let resume = resume_point(&args.run, &record, &mut network, &mut rng)?;
-    let settings = vec![
-        ("network", network_summary(&network)),
-        (
-            "initialisation",
-            init_name.unwrap_or_else(|| "unknown".into()),
-        ),
-        ("seed", args.run.seed.to_string()),
-    ];
-    let run = Run {
-        title: "mnist-nn train".to_string(),
-        settings,
-        mnist: &mnist,
-        data_dir: &dir,
-        regime: Regime::Seed003,
-        lr: args.lr,
-        batching,
+        batching: args.batch_size.map_or(Batching::Full, Batching::Mini),
         epochs: args.epochs,
-        log_every: args.run.log_every.unwrap_or((args.epochs / 10).max(1)),
-        test_every: args.run.test_every,
-        from: args.run.from.as_deref(),
-        save: args.run.save.as_deref(),
-        metrics: args.run.metrics.as_deref(),
-        plot: args.run.plot.as_deref(),
-        record,
-        checkpoint: &args.run.checkpoint,
-        checkpoint_every: args.run.checkpoint_every,
-        resume,
+        optimizer: args.optimizer.settings()?,
+        schedule: args.optimizer.schedule,
+        warmup_steps: args.optimizer.warmup,
+        validation: args.validation.unwrap_or(0),
+        standardise: args.standardise,
+        test_every: None,
+        from_must_match: false,
     };
-    fit(&mut network, &run, &mut rng)
+    launch(plan, &args.run)
 }
 
 fn experiment(args: ExperimentArgs) -> Result<()> {
     let experiment = experiments::find(&args.name).expect("clap checked the name");
-    let mut rng = seeded_rng(args.run.seed);
-    let fresh = experiment.build(&mut rng);
-    let architecture: Vec<LayerSpec> = fresh.layers().iter().map(|l| l.spec()).collect();
-    let from = continued_model(&args.run, experiment.regime, Some(&architecture))?;
-    let (mnist, dir) = load_mnist(args.run.data_dir.as_deref(), experiment.regime)?;
-    let epochs_before = from.as_ref().map_or(0, |saved| saved.training.epochs);
-    let mut network = from.map_or(fresh, |saved| saved.network);
-    let epochs = args.epochs.unwrap_or(experiment.epochs);
-    let record = Training {
+    let (validation, standardise) = match experiment.regime {
+        Regime::Seed000 => (TRAIN_IMAGES - SEED000_TRAIN, true),
+        Regime::Seed003 => (0, false),
+    };
+    let plan = Plan {
         command: format!("experiment {}", experiment.name),
-        epochs: epochs_before + epochs,
-        lr: experiment.lr,
-        batch_size: match experiment.batching {
-            Batching::Mini(size) => Some(size),
-            Batching::Full => None,
-        },
-        seed: args.run.seed,
-        init: Some(experiment.init.to_string()),
-    };
-    let resume = resume_point(&args.run, &record, &mut network, &mut rng)?;
-    let default_log_every = if mnist.validation.is_some() {
-        1
-    } else {
-        (epochs / 10).max(1)
-    };
-    let run = Run {
-        title: format!("mnist-nn experiment {}", experiment.name),
         settings: vec![
             ("network", experiment.network.to_string()),
             (
@@ -317,56 +363,164 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
                     experiment.seed_figure, experiment.epochs
                 ),
             ),
-            ("seed", args.run.seed.to_string()),
         ],
-        mnist: &mnist,
-        data_dir: &dir,
-        regime: experiment.regime,
+        layers: architecture::parse(experiment.layers, Shape::MNIST, CLASSES)
+            .expect("the experiments' architectures are valid"),
+        init: experiment.init,
         lr: experiment.lr,
         batching: experiment.batching,
-        epochs,
-        log_every: args.run.log_every.unwrap_or(default_log_every),
-        test_every: args.run.test_every.or(experiment.test_every),
-        from: args.run.from.as_deref(),
-        save: args.run.save.as_deref(),
-        metrics: args.run.metrics.as_deref(),
-        plot: args.run.plot.as_deref(),
+        epochs: args.epochs.unwrap_or(experiment.epochs),
+        optimizer: OptimizerSettings::PLAIN_SGD,
+        schedule: Schedule::Constant,
+        warmup_steps: 0,
+        validation,
+        standardise,
+        test_every: experiment.test_every,
+        from_must_match: true,
+    };
+    launch(plan, &args.run)
+}
+
+/// Builds (or loads) the network, reads the data, and trains as `plan` and the flags say.
+fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
+    let mut rng = seeded_rng(args.seed);
+    let fresh = architecture::build(&plan.layers, plan.init, &mut rng);
+    let specs = |n: &Network| -> Vec<LayerSpec> { n.layers().iter().map(|l| l.spec()).collect() };
+    let from = continued_model(args, plan.standardise)?;
+    if let Some(saved) = &from {
+        if plan.from_must_match && specs(&saved.network) != specs(&fresh) {
+            bail!(
+                "{}: the model's architecture is not this experiment's",
+                args.from.as_deref().unwrap_or(Path::new("")).display()
+            );
+        }
+    }
+    let (raw, dir) = load_raw_mnist(args.data_dir.as_deref())?;
+    if plan.validation >= raw.train.len() {
+        bail!(
+            "holding out {} images for validation leaves none of the {} in {} to train on",
+            plan.validation,
+            raw.train.len(),
+            dir.display()
+        );
+    }
+    let mnist = Mnist::prepare_split(&raw, plan.validation, plan.standardise);
+    drop(raw);
+    let (mut network, epochs_before, init) = match from {
+        Some(saved) => (saved.network, saved.training.epochs, saved.training.init),
+        None => (fresh, 0, Some(plan.init.to_string())),
+    };
+    let record = Training {
+        command: plan.command.clone(),
+        epochs: epochs_before + plan.epochs,
+        lr: plan.lr,
+        batch_size: match plan.batching {
+            Batching::Mini(size) => Some(size),
+            Batching::Full => None,
+        },
+        seed: args.seed,
+        init: init.clone(),
+        optimizer: plan.optimizer,
+        schedule: plan.schedule,
+        warmup_steps: plan.warmup_steps,
+    };
+    let resume = resume_point(args, &record, &mut network, &mut rng)?;
+    let mut settings = vec![("network", network_summary(&network))];
+    settings.extend(plan.settings);
+    settings.push(("initialisation", init.unwrap_or_else(|| "unknown".into())));
+    settings.push(("seed", args.seed.to_string()));
+    let default_log_every = if mnist.validation.is_some() {
+        1
+    } else {
+        (plan.epochs / 10).max(1)
+    };
+    let summary = args.summary.then(|| {
+        let planned = architecture::plan(&specs(&network), Shape::MNIST);
+        architecture::summary(&planned, |i| network.layers()[i].describe())
+    });
+    let run = Run {
+        title: format!("mnist-nn {}", plan.command),
+        settings,
+        summary,
+        mnist: &mnist,
+        data_dir: &dir,
+        lr: plan.lr,
+        batching: plan.batching,
+        optimizer: plan.optimizer,
+        schedule: plan.schedule,
+        warmup_steps: plan.warmup_steps,
+        epochs: plan.epochs,
+        log_every: args.log_every.unwrap_or(default_log_every),
+        test_every: args.test_every.or(plan.test_every),
+        from: args.from.as_deref(),
+        save: args.save.as_deref(),
+        metrics: args.metrics.as_deref(),
+        plot: args.plot.as_deref(),
         record,
-        checkpoint: &args.run.checkpoint,
-        checkpoint_every: args.run.checkpoint_every,
+        checkpoint: &args.checkpoint,
+        checkpoint_every: args.checkpoint_every,
         resume,
     };
-    fit(&mut network, &run, &mut rng)
+    fit(&mut network, run, &mut rng)
+}
+
+/// The model to continue from, if `--from` was given, checked against the run's scaling of the
+/// pixels.
+fn continued_model(run: &RunArgs, standardise: bool) -> Result<Option<model::SavedModel>> {
+    let Some(path) = &run.from else {
+        return Ok(None);
+    };
+    let saved = model::load(path)?;
+    let standardised = matches!(saved.preprocessing, Preprocessing::Standardise { .. });
+    if standardised != standardise {
+        let expected = if standardise {
+            "standardised pixels"
+        } else {
+            "pixels / 255"
+        };
+        bail!(
+            "{}: the model was trained on differently scaled pixels; this run needs {expected}",
+            path.display()
+        );
+    }
+    Ok(Some(saved))
 }
 
 /// With `--resume`, replaces `network` and `rng` by the checkpoint's and returns where the run
-/// stood; the checkpoint must come from the same command with the same settings.
+/// stood, with the optimiser's state; the checkpoint must come from the same command with the
+/// same settings.
 fn resume_point(
     run: &RunArgs,
     record: &Training,
     network: &mut Network,
     rng: &mut mnist_nn::SeededRng,
-) -> Result<Option<(usize, mnist_nn::train::EpochProgress)>> {
+) -> Result<Option<Resume>> {
     let Some(path) = &run.resume else {
         return Ok(None);
     };
-    let saved = checkpoint::load(path)?;
-    let (mine, theirs) = (record, &saved.model.training);
-    let same = mine.command == theirs.command
-        && mine.epochs == theirs.epochs
-        && mine.lr == theirs.lr
-        && mine.batch_size == theirs.batch_size
-        && mine.seed == theirs.seed;
+    let mut saved = checkpoint::load(path)?;
+    let theirs = &saved.model.training;
+    let same = record.command == theirs.command
+        && record.epochs == theirs.epochs
+        && record.lr == theirs.lr
+        && record.batch_size == theirs.batch_size
+        && record.seed == theirs.seed
+        && record.optimizer == theirs.optimizer
+        && record.schedule == theirs.schedule
+        && record.warmup_steps == theirs.warmup_steps;
     if !same {
         bail!(
-            "{}: the checkpoint comes from `{}` with {} epochs, learning rate {}, batch size {:?}, seed {}; \
-             resume with the same settings",
+            "{}: the checkpoint comes from `{}` with {} epochs, learning rate {}, batch size {:?}, seed {}, \
+             {}, schedule {}, warm-up {}; resume with the same settings",
             path.display(),
             theirs.command,
             theirs.epochs,
             theirs.lr,
             theirs.batch_size,
-            theirs.seed
+            theirs.seed,
+            theirs.optimizer,
+            theirs.schedule,
+            theirs.warmup_steps
         );
     }
     let specs = |n: &Network| -> Vec<LayerSpec> { n.layers().iter().map(|l| l.spec()).collect() };
@@ -376,6 +530,17 @@ fn resume_point(
             path.display()
         );
     }
+    let lengths: Vec<usize> = saved
+        .model
+        .network
+        .params()
+        .iter()
+        .map(|p| p.value.len())
+        .collect();
+    let mut optimizer = Optimizer::new(record.optimizer, record.lr as f64);
+    saved
+        .restore_optimizer(&mut optimizer, &lengths)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     *network = saved.model.network;
     *rng = saved.rng;
     println!(
@@ -383,7 +548,11 @@ fn resume_point(
         path.display(),
         saved.epochs_done
     );
-    Ok(Some((saved.epochs_done, saved.progress)))
+    Ok(Some(Resume {
+        epochs_done: saved.epochs_done,
+        progress: saved.progress,
+        optimizer,
+    }))
 }
 
 /// `784-32-16-10` for a multilayer perceptron, else the layers in one line.

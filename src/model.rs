@@ -31,6 +31,8 @@ use crate::atomic::write_atomically;
 use crate::data::{Preprocessing, CLASSES, IMAGE_PIXELS};
 use crate::layers::{Layer, LayerSpec};
 use crate::network::Network;
+use crate::optim::OptimizerSettings;
+use crate::schedule::Schedule;
 
 /// The value of the `format` metadata entry.
 pub const FORMAT: &str = "mnist-nn";
@@ -52,6 +54,23 @@ pub struct Training {
     pub seed: u64,
     /// Initialisation of the first run, if known.
     pub init: Option<String>,
+    /// The optimiser (plain SGD for models saved before there was a choice).
+    #[serde(default = "plain_sgd")]
+    pub optimizer: OptimizerSettings,
+    /// The learning-rate schedule.
+    #[serde(default = "constant")]
+    pub schedule: Schedule,
+    /// Steps of linear warm-up.
+    #[serde(default)]
+    pub warmup_steps: u64,
+}
+
+fn plain_sgd() -> OptimizerSettings {
+    OptimizerSettings::PLAIN_SGD
+}
+
+fn constant() -> Schedule {
+    Schedule::Constant
 }
 
 /// A network with what is needed to use it.
@@ -85,17 +104,23 @@ pub enum ModelError {
     },
 }
 
-/// What a checkpoint adds to a model file: more metadata and the epoch's order of examples.
+/// What a checkpoint adds to a model file: more metadata, the epoch's order of examples and the
+/// optimiser's state.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Extras {
     /// Extra metadata entries.
     pub metadata: HashMap<String, String>,
     /// Saved as the `U32` tensor `checkpoint.order`.
     pub order: Option<Vec<u32>>,
+    /// F32 vectors whose names start with [`OPTIMIZER_PREFIX`] (the optimiser's state).
+    pub optimizer_state: HashMap<String, Vec<f32>>,
 }
 
 /// The name of the tensor holding [`Extras::order`].
 const ORDER_TENSOR: &str = "checkpoint.order";
+
+/// The start of the names of the optimiser state's tensors, `optimizer.state.P.NAME`.
+pub const OPTIMIZER_PREFIX: &str = "optimizer.";
 
 /// The bytes of a `.safetensors` file holding `network` and its metadata.
 pub fn to_bytes(network: &Network, preprocessing: &Preprocessing, training: &Training) -> Vec<u8> {
@@ -132,6 +157,19 @@ pub fn to_bytes_with(
         let view =
             TensorView::new(Dtype::U32, vec![*len], bytes).expect("shape matches the values");
         views.push((ORDER_TENSOR.to_string(), view));
+    }
+    let state: Vec<(&String, Vec<u8>, usize)> = extras
+        .optimizer_state
+        .iter()
+        .map(|(name, values)| {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, bytes, values.len())
+        })
+        .collect();
+    for (name, bytes, len) in &state {
+        let view =
+            TensorView::new(Dtype::F32, vec![*len], bytes).expect("shape matches the values");
+        views.push(((*name).clone(), view));
     }
     let specs: Vec<LayerSpec> = network.layers().iter().map(|l| l.spec()).collect();
     let json = |value: serde_json::Result<String>| value.expect("plain data serialises");
@@ -287,7 +325,27 @@ pub fn from_bytes_with(bytes: &[u8]) -> Result<(SavedModel, Extras), String> {
         Ok(_) => return Err(format!("tensor `{ORDER_TENSOR}` is not a list of U32")),
         Err(_) => None,
     };
-    let known = |n: &str| n == ORDER_TENSOR || expected_names.iter().any(|e| e == n);
+    let mut optimizer_state = HashMap::new();
+    for name in tensors.names() {
+        if !name.starts_with(OPTIMIZER_PREFIX) {
+            continue;
+        }
+        let view = tensors.tensor(name).map_err(|e| e.to_string())?;
+        if view.dtype() != Dtype::F32 || view.shape().len() != 1 {
+            return Err(format!("tensor `{name}` is not a list of F32"));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        optimizer_state.insert(name.to_string(), values);
+    }
+    let known = |n: &str| {
+        n == ORDER_TENSOR
+            || n.starts_with(OPTIMIZER_PREFIX)
+            || expected_names.iter().any(|e| e == n)
+    };
     if let Some(extra) = tensors.names().into_iter().find(|n| !known(n)) {
         return Err(format!(
             "tensor `{extra}` belongs to no layer of the architecture"
@@ -298,5 +356,10 @@ pub fn from_bytes_with(bytes: &[u8]) -> Result<(SavedModel, Extras), String> {
         preprocessing,
         training,
     };
-    Ok((model, Extras { metadata, order }))
+    let extras = Extras {
+        metadata,
+        order,
+        optimizer_state,
+    };
+    Ok((model, extras))
 }

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! and every copy takes the same step with it, so the copies stay identical: the cores share the
-//! parameters between them, and each writes the new values of its share into every copy. Each
+//! parameters between them, and each hands its share (with the optimiser's state for it) to the
+//! optimiser's rule and writes the new values into every copy. Each
 //! core also copies its own share of a shuffled batch out of the data set, and runs its products
 //! alone: fewer synchronisations than splitting every product between cores.
 //! Networks with batch normalisation, whose rows depend on the whole batch, run one copy with
@@ -41,6 +42,7 @@ use crate::gemm;
 use crate::init::Init;
 use crate::layers::{ensure_shape, Layer, LayerSpec, Linear, Param, ReLU};
 use crate::loss::{argmax, loss_and_correct, LossStats, SoftmaxCrossEntropy};
+use crate::optim::{Optimizer, StepContext, UpdateRule};
 
 /// Rows per forward pass when evaluating or predicting: bounds memory on large sets (a
 /// convolution's patch matrix for 1,000 MNIST images is already 28 MB).
@@ -64,6 +66,8 @@ pub struct Network {
     helpers: Vec<Replica>,
     /// Most shards a training step cuts its batch into.
     max_shards: usize,
+    /// The random seed of the next training step, for layers such as dropout.
+    step_seed: u64,
 }
 
 /// One copy of the layers with its own buffers and loss.
@@ -184,6 +188,19 @@ impl Replica {
         self.layers.iter_mut().flat_map(|l| l.params()).collect()
     }
 
+    /// Seeds the random layers for a step whose shard starts at row `first_row` of the batch:
+    /// each layer gets its own seed, mixed from the step's and its position.
+    fn seed(&mut self, step_seed: u64, first_row: usize) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            if layer.is_random() {
+                // Adding multiples of 2⁶⁴/φ spreads the layers' seeds apart.
+                let seed =
+                    step_seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                layer.seed(seed, first_row);
+            }
+        }
+    }
+
     /// A copy with the same architecture and parameters.
     fn duplicate(&mut self) -> Replica {
         let mut copy = Replica::new(self.layers.iter().map(|l| l.spec().build()).collect());
@@ -215,7 +232,20 @@ impl Network {
             main: Replica::new(layers),
             helpers: Vec::new(),
             max_shards: DEFAULT_SHARDS,
+            step_seed: 0,
         }
+    }
+
+    /// Whether a layer draws random numbers while training (dropout does): then every training
+    /// step needs a seed of its own, [`seed_step`](Self::seed_step).
+    pub fn is_random(&self) -> bool {
+        self.main.layers.iter().any(|l| l.is_random())
+    }
+
+    /// Sets the random seed of the next training step (and the steps after it, until set again):
+    /// [`crate::train::Trainer`] draws one from the run's generator before every step.
+    pub fn seed_step(&mut self, seed: u64) {
+        self.step_seed = seed;
     }
 
     /// Sets the most shards a training step cuts its batch into ([`DEFAULT_SHARDS`] unless set;
@@ -291,10 +321,15 @@ impl Network {
         self.main.compute_gradients(x, labels)
     }
 
-    /// One step of gradient descent on a batch: `θ ← θ - lr · dL/dθ` for every parameter, with
-    /// the batch shared between the cores (see the module documentation). Returns the loss and
-    /// the number of correct predictions, before the update.
-    pub fn train_step(&mut self, x: ArrayView2<f32>, labels: &[u8], lr: f32) -> LossStats {
+    /// One step of `optimizer` on a batch (for plain SGD, `θ ← θ - lr · dL/dθ` for every
+    /// parameter), with the batch shared between the cores (see the module documentation).
+    /// Returns the loss and the number of correct predictions, before the update.
+    pub fn train_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        labels: &[u8],
+        optimizer: &mut Optimizer,
+    ) -> LossStats {
         assert_eq!(
             x.nrows(),
             labels.len(),
@@ -302,16 +337,21 @@ impl Network {
             x.nrows(),
             labels.len()
         );
-        self.step(Batch::Rows(x, labels), lr)
+        self.step(Batch::Rows(x, labels), optimizer)
     }
 
     /// [`train_step`](Self::train_step) on the examples of `data` at `indices` (a shuffled
     /// minibatch): each core copies its own share of them, as part of its work.
-    pub fn train_step_on(&mut self, data: &Dataset, indices: &[u32], lr: f32) -> LossStats {
-        self.step(Batch::Picked(data, indices), lr)
+    pub fn train_step_on(
+        &mut self,
+        data: &Dataset,
+        indices: &[u32],
+        optimizer: &mut Optimizer,
+    ) -> LossStats {
+        self.step(Batch::Picked(data, indices), optimizer)
     }
 
-    fn step(&mut self, batch: Batch, lr: f32) -> LossStats {
+    fn step(&mut self, batch: Batch, optimizer: &mut Optimizer) -> LossStats {
         let n = batch.len();
         let shards = self.shard_count(n);
         while self.helpers.len() < shards - 1 {
@@ -326,21 +366,23 @@ impl Network {
             .collect();
         // Every shard's gradients, the shards sharing the cores.
         let threads_per_shard = (gemm::cores() / shards).max(1);
+        let step_seed = self.step_seed;
         let stats: Vec<LossStats> = replicas[..shards]
             .par_iter_mut()
             .zip(&bounds)
             .map(|(replica, &(start, end))| {
+                replica.seed(step_seed, start);
                 gemm::with_threads(threads_per_shard, || {
                     replica.compute_shard_gradients(batch, start, end)
                 })
             })
             .collect();
-        // θ ← θ - lr · Σ_s (n_s / n) · g_s, in every copy.
+        // The optimiser's step with g = Σ_s (n_s / n) · g_s, in every copy.
         let weights: Vec<f32> = bounds
             .iter()
             .map(|&(start, end)| (end - start) as f32 / n as f32)
             .collect();
-        update_every_replica(&mut replicas, &weights, lr);
+        update_every_replica(&mut replicas, &weights, optimizer);
         let mut total = LossStats {
             loss: 0.0,
             correct: 0,
@@ -401,26 +443,30 @@ impl Network {
     }
 }
 
-/// One piece of a parameter in every replica (values to update) with its gradient in every shard
-/// that ran.
-type UpdatePiece<'a> = (Vec<&'a mut [f32]>, Vec<&'a [f32]>);
+/// One piece of a parameter: its values in every replica (to update), its gradient in every
+/// shard that ran, and the optimiser's state for it.
+type UpdatePiece<'a> = (Vec<&'a mut [f32]>, Vec<&'a [f32]>, Vec<&'a mut [f32]>);
 
 /// Values per piece of work when the cores share a parameter update (128 KiB of each array: 2%
 /// faster cnn and minibatch steps than 32 KiB, and than 256 KiB, measured alternately in one process).
 const UPDATE_PIECE: usize = 1 << 15;
 
-/// For every parameter `θ` (the same in all the replicas), `θ ← θ - lr · Σ_s weight_s · g_s`
-/// with `g_s` its gradient in replica `s`, for the first `weights.len()` replicas (the shards that
-/// ran). The parameters are cut into pieces that the cores share; each piece's new values are
-/// computed once and copied into every replica, so all of them keep holding the same values.
-fn update_every_replica(replicas: &mut [&mut Replica], weights: &[f32], lr: f32) {
+/// One step of `optimizer` for every parameter `θ` (the same in all the replicas), with the
+/// gradient `g = Σ_s weight_s · g_s` combined from the first `weights.len()` replicas (the shards
+/// that ran). The parameters are cut into pieces, with their state, that the cores share; each
+/// piece's new values are computed once and copied into every replica, so all of them keep
+/// holding the same values.
+fn update_every_replica(replicas: &mut [&mut Replica], weights: &[f32], optimizer: &mut Optimizer) {
     let shards = weights.len();
+    let lengths: Vec<usize> = replicas[0].params().iter().map(|p| p.value.len()).collect();
+    let StepContext { rule, t, lr, state } = optimizer.begin_step(&lengths);
     let mut params: Vec<_> = replicas
         .iter_mut()
         .map(|r| r.params().into_iter())
         .collect();
     let mut pieces: Vec<UpdatePiece> = Vec::new();
-    while let Some(first) = params[0].next() {
+    for param_state in state.iter_mut() {
+        let first = params[0].next().expect("as many parameters as lengths");
         let mut group = vec![first];
         group.extend(
             params[1..]
@@ -437,36 +483,60 @@ fn update_every_replica(replicas: &mut [&mut Replica], weights: &[f32], lr: f32)
             })
             .unzip();
         grads.truncate(shards);
+        let mut states: Vec<_> = param_state
+            .iter_mut()
+            .map(|s| s.chunks_mut(UPDATE_PIECE))
+            .collect();
         while let Some(value) = values[0].next() {
             let mut piece = vec![value];
             piece.extend(values[1..].iter_mut().map(|v| v.next().expect("same size")));
             let piece_grads = grads.iter_mut().map(|g| g.next().expect("same size"));
-            pieces.push((piece, piece_grads.collect()));
+            let piece_state = states.iter_mut().map(|s| s.next().expect("same size"));
+            pieces.push((piece, piece_grads.collect(), piece_state.collect()));
         }
     }
-    pieces.into_par_iter().for_each(|(mut values, grads)| {
-        let (first, others) = values.split_first_mut().expect("at least one replica");
-        descend(first, &grads, weights, lr);
-        for other in others {
-            other.copy_from_slice(first);
-        }
-    });
+    pieces
+        .into_par_iter()
+        .for_each(|(mut values, grads, mut state)| {
+            let (first, others) = values.split_first_mut().expect("at least one replica");
+            update_piece(first, &grads, weights, &mut state, rule, t, lr);
+            for other in others {
+                other.copy_from_slice(first);
+            }
+        });
 }
 
-/// `value ← value - lr · Σ_s weight_s · grad_s`, a block at a time so that the loops vectorise.
-fn descend(value: &mut [f32], grads: &[&[f32]], weights: &[f32], lr: f32) {
+/// `g = Σ_s weight_s · grad_s`, then the rule's update of `value` and its `state` with it, a block
+/// at a time so that the loops vectorise and `g` stays in the first-level cache.
+fn update_piece(
+    value: &mut [f32],
+    grads: &[&[f32]],
+    weights: &[f32],
+    state: &mut [&mut [f32]],
+    rule: &dyn UpdateRule,
+    t: u64,
+    lr: f64,
+) {
     const BLOCK: usize = 256;
     let mut sum = [0.0f32; BLOCK];
     for (start, block) in (0..value.len()).step_by(BLOCK).zip(value.chunks_mut(BLOCK)) {
+        let range = start..start + block.len();
         let sum = &mut sum[..block.len()];
         sum.fill(0.0);
         for (grad, &weight) in grads.iter().zip(weights) {
-            for (total, &g) in sum.iter_mut().zip(&grad[start..start + block.len()]) {
+            for (total, &g) in sum.iter_mut().zip(&grad[range.clone()]) {
                 *total += weight * g;
             }
         }
-        for (v, &g) in block.iter_mut().zip(sum.iter()) {
-            *v -= lr * g;
+        // The rules keep at most two arrays (Adam's moments): slice them without allocating.
+        match state {
+            [] => rule.update(block, sum, &mut [], t, lr),
+            [a] => rule.update(block, sum, &mut [&mut a[range]], t, lr),
+            [a, b] => {
+                let (a, b) = (&mut a[range.clone()], &mut b[range]);
+                rule.update(block, sum, &mut [a, b], t, lr)
+            }
+            _ => unreachable!("no rule keeps more than two state arrays"),
         }
     }
 }

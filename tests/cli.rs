@@ -695,6 +695,9 @@ fn broken_model_files_are_refused_by_every_command_that_reads_them() {
         batch_size: None,
         seed: 0,
         init: None,
+        optimizer: mnist_nn::optim::OptimizerSettings::PLAIN_SGD,
+        schedule: mnist_nn::schedule::Schedule::Constant,
+        warmup_steps: 0,
     };
     let bytes = mnist_nn::model::to_bytes(
         &network,

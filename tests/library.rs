@@ -5,8 +5,9 @@ use mnist_nn::init::Init;
 use mnist_nn::layers::{Layer, Linear};
 use mnist_nn::loss::{loss_and_correct, SoftmaxCrossEntropy};
 use mnist_nn::network::Network;
+use mnist_nn::optim::Optimizer;
 use mnist_nn::seeded_rng;
-use mnist_nn::train::{Batching, Sgd};
+use mnist_nn::train::{Batching, Trainer};
 use ndarray::{array, Array2};
 
 #[test]
@@ -102,9 +103,9 @@ fn train(seed: u64, batching: Batching, epochs: usize) -> (Network, f64) {
     let data = two_moons(300);
     let mut rng = seeded_rng(seed);
     let mut network = Network::mlp(&[2, 32, 16, 2], Init::He, &mut rng);
-    let mut sgd = Sgd::new(0.1, batching);
+    let mut sgd = Trainer::sgd(0.1, batching);
     for _ in 0..epochs {
-        sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {});
+        sgd.epoch(&mut network, &data, &mut rng, |_| {});
     }
     let accuracy = network.evaluate(data.images.view(), &data.labels).accuracy;
     (network, accuracy)
@@ -129,11 +130,11 @@ fn full_batch_gradient_descent_lowers_the_loss() {
     let data = two_moons(300);
     let mut rng = seeded_rng(2);
     let mut network = Network::mlp(&[2, 16, 2], Init::He, &mut rng);
-    let mut sgd = Sgd::new(0.5, Batching::Full);
-    let first = sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {}).loss;
+    let mut sgd = Trainer::sgd(0.5, Batching::Full);
+    let first = sgd.epoch(&mut network, &data, &mut rng, |_| {}).loss;
     let mut last = first;
     for _ in 0..100 {
-        last = sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {}).loss;
+        last = sgd.epoch(&mut network, &data, &mut rng, |_| {}).loss;
     }
     assert!(last < 0.5 * first, "loss went from {first} to {last}");
 }
@@ -195,7 +196,9 @@ fn the_data_parallel_step_equals_plain_gradient_descent() {
     let mut serial = Network::mlp(&[12, 20, 9, 3], Init::He, &mut seeded_rng(40));
     assert_eq!(weights(&mut parallel), weights(&mut serial));
     for step in 0..5 {
-        let loss = parallel.train_step(x.view(), &labels, 0.1).loss;
+        let loss = parallel
+            .train_step(x.view(), &labels, &mut Optimizer::sgd(0.1))
+            .loss;
         let expected = serial_step(&mut serial, &x, &labels, 0.1);
         assert!(
             (loss - expected).abs() < 1e-5,
@@ -224,8 +227,8 @@ fn a_step_on_picked_examples_equals_a_step_on_the_same_rows() {
     let mut picked = Network::mlp(&[2, 16, 2], Init::He, &mut seeded_rng(5));
     let mut copied = Network::mlp(&[2, 16, 2], Init::He, &mut seeded_rng(5));
     for _ in 0..3 {
-        let a = picked.train_step_on(&data, &indices, 0.1);
-        let b = copied.train_step(rows.view(), &labels, 0.1);
+        let a = picked.train_step_on(&data, &indices, &mut Optimizer::sgd(0.1));
+        let b = copied.train_step(rows.view(), &labels, &mut Optimizer::sgd(0.1));
         assert_eq!(a, b);
     }
     assert_eq!(weights(&mut picked), weights(&mut copied));
@@ -246,8 +249,8 @@ fn steps_of_changing_sizes_split_into_shards_equal_plain_gradient_descent() {
     whole.set_max_shards(1);
     for (step, rows) in [128, 40, 128, 31, 96, 128].into_iter().enumerate() {
         let (x, labels) = made_up_rows(rows);
-        let a = split.train_step(x.view(), &labels, 0.2);
-        let b = whole.train_step(x.view(), &labels, 0.2);
+        let a = split.train_step(x.view(), &labels, &mut Optimizer::sgd(0.2));
+        let b = whole.train_step(x.view(), &labels, &mut Optimizer::sgd(0.2));
         assert!(
             (a.loss - b.loss).abs() < 1e-5 && a.correct == b.correct,
             "step {step} ({rows} rows): {a:?} vs {b:?}"
@@ -299,9 +302,9 @@ fn a_run_gives_the_same_weights_on_one_two_or_three_cores() {
             pool.install(|| {
                 let mut rng = seeded_rng(3);
                 let mut network = build(&mut rng);
-                let mut sgd = Sgd::new(0.05, Batching::Mini(64));
+                let mut sgd = Trainer::sgd(0.05, Batching::Mini(64));
                 for _ in 0..3 {
-                    sgd.epoch(&mut network, &data, &mut rng, |_, _, _| {});
+                    sgd.epoch(&mut network, &data, &mut rng, |_| {});
                 }
                 weights(&mut network)
             })

@@ -10,6 +10,8 @@ use image::{GrayImage, Luma};
 use mnist_nn::data::{load_raw, Preprocessing};
 use mnist_nn::experiments;
 use mnist_nn::model::{self, Training};
+use mnist_nn::optim::{Optimizer, OptimizerSettings};
+use mnist_nn::schedule::Schedule;
 use mnist_nn::seeded_rng;
 use ndarray::Array2;
 use rand::Rng;
@@ -22,6 +24,9 @@ fn training() -> Training {
         batch_size: Some(32),
         seed: 0,
         init: Some("he".into()),
+        optimizer: OptimizerSettings::PLAIN_SGD,
+        schedule: Schedule::Constant,
+        warmup_steps: 0,
     }
 }
 
@@ -34,7 +39,7 @@ fn every_experiment_network_survives_a_round_trip_bit_for_bit() {
         let mut network = experiment.build(&mut seeded_rng(41));
         // A few steps so that every parameter and running statistic moves from its start.
         for _ in 0..3 {
-            network.train_step(x.view(), &labels, 0.01);
+            network.train_step(x.view(), &labels, &mut Optimizer::sgd(0.01));
         }
         let preprocessing = Preprocessing::Standardise {
             mean: 33.3,
@@ -59,8 +64,10 @@ fn every_experiment_network_survives_a_round_trip_bit_for_bit() {
             "{}",
             experiment.name
         );
-        network.train_step(x.view(), &labels, 0.01);
-        loaded.network.train_step(x.view(), &labels, 0.01);
+        network.train_step(x.view(), &labels, &mut Optimizer::sgd(0.01));
+        loaded
+            .network
+            .train_step(x.view(), &labels, &mut Optimizer::sgd(0.01));
         let values = |n: &mut mnist_nn::network::Network| -> Vec<Vec<f32>> {
             n.params().into_iter().map(|p| p.value.to_vec()).collect()
         };
@@ -195,7 +202,7 @@ fn train_save_eval_continue_and_metrics() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stdout(&output).contains("(3 epochs so far)"),
+        stdout(&output).contains("(3 epochs so far; the optimiser starts afresh)"),
         "{}",
         stdout(&output)
     );

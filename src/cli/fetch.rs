@@ -5,15 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use mnist_nn::data::download::{download_mnist, DownloadEvent, MIRRORS};
-use mnist_nn::data::{load_raw, locate, Mnist, RawMnist, Regime};
+use mnist_nn::data::{load_raw, locate, RawMnist};
 
 use super::fit::progress_bar;
-
-/// Finds and reads MNIST, then prepares it under `regime`. Returns the data and its folder.
-pub fn load_mnist(data_dir: Option<&Path>, regime: Regime) -> Result<(Mnist, PathBuf)> {
-    let (raw, dir) = load_raw_mnist(data_dir)?;
-    Ok((Mnist::prepare(&raw, regime), dir))
-}
 
 /// Finds MNIST (downloading it into the cache when it is nowhere and no folder was named) and
 /// reads it as stored. Returns the data and the folder it came from.

@@ -11,14 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use mnist_nn::atomic::write_atomically;
-use mnist_nn::data::{Mnist, Regime};
+use mnist_nn::checkpoint::{self, Position};
+use mnist_nn::data::{Mnist, Preprocessing};
 use mnist_nn::model::{self, Training};
+use mnist_nn::network::Network;
+use mnist_nn::optim::{Optimizer, OptimizerSettings};
+use mnist_nn::schedule::{LrSchedule, Schedule};
+use mnist_nn::train::{Batching, EpochProgress, Trainer};
+use mnist_nn::SeededRng;
 
 use super::plot::plot_curves;
-use mnist_nn::checkpoint;
-use mnist_nn::network::Network;
-use mnist_nn::train::{Batching, EpochProgress, Sgd};
-use mnist_nn::SeededRng;
 
 /// Everything a training run needs besides the network.
 pub struct Run<'a> {
@@ -26,11 +28,16 @@ pub struct Run<'a> {
     pub title: String,
     /// Lines of configuration (label, value) printed under the title.
     pub settings: Vec<(&'static str, String)>,
+    /// The architecture table, printed after the configuration (`--summary`).
+    pub summary: Option<String>,
     pub mnist: &'a Mnist,
     pub data_dir: &'a Path,
-    pub regime: Regime,
+    /// The base learning rate.
     pub lr: f32,
     pub batching: Batching,
+    pub optimizer: OptimizerSettings,
+    pub schedule: Schedule,
+    pub warmup_steps: u64,
     pub epochs: usize,
     /// A report line every this many epochs.
     pub log_every: usize,
@@ -50,8 +57,16 @@ pub struct Run<'a> {
     pub checkpoint: &'a Path,
     /// Write a checkpoint every this many epochs.
     pub checkpoint_every: Option<usize>,
-    /// Where a resumed run starts: epochs done and the progress of the next one.
-    pub resume: Option<(usize, EpochProgress)>,
+    /// Where a resumed run starts.
+    pub resume: Option<Resume>,
+}
+
+/// Where a resumed run starts: epochs done, the progress of the next one, and the optimiser with
+/// its state.
+pub struct Resume {
+    pub epochs_done: usize,
+    pub progress: EpochProgress,
+    pub optimizer: Optimizer,
 }
 
 /// The error of a run stopped by Ctrl-C after writing its checkpoint (exit status 130).
@@ -86,23 +101,42 @@ pub struct EpochRecord {
     pub train_accuracy: f64,
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
     pub seconds: f64,
 }
 
 /// Trains `network` as `run` says, printing as it goes; ends with the test accuracy line.
-pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> {
+pub fn fit(network: &mut Network, mut run: Run, rng: &mut SeededRng) -> Result<()> {
+    let run = &mut run;
     let mnist = run.mnist;
     let n_train = mnist.train.len();
     print_configuration(network, run);
 
-    let mut sgd = Sgd::new(run.lr, run.batching);
-    let (first_epoch, mut resume_progress) = match &run.resume {
-        Some((done, progress)) => {
-            check_progress(progress, n_train)?;
-            (done + 1, (progress.done > 0).then(|| progress.clone()))
+    let (optimizer, first_epoch, mut resume_progress) = match run.resume.take() {
+        Some(Resume {
+            epochs_done,
+            progress,
+            optimizer,
+        }) => {
+            check_progress(&progress, n_train)?;
+            (
+                optimizer,
+                epochs_done + 1,
+                (progress.done > 0).then_some(progress),
+            )
         }
-        None => (1, None),
+        None => (Optimizer::new(run.optimizer, run.lr as f64), 1, None),
     };
+    let mut trainer = Trainer::new(optimizer, run.batching);
+    let steps_per_epoch = run.batching.steps_per_epoch(n_train) as u64;
+    trainer.schedule = Some(LrSchedule {
+        base_lr: run.lr as f64,
+        schedule: run.schedule,
+        warmup_steps: run.warmup_steps,
+        steps_per_epoch,
+        total_steps: steps_per_epoch * run.epochs as u64,
+    });
     catch_ctrl_c();
     let bar = progress_bar(
         (run.epochs * n_train) as u64,
@@ -118,21 +152,27 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
             .save
             .map(|_| model::to_bytes(network, &mnist.preprocessing, &run.record));
         match resume_progress.take() {
-            Some(progress) => sgd.restore(progress),
-            None => sgd.start_epoch(n_train, rng),
+            Some(progress) => trainer.restore(progress),
+            None => trainer.start_epoch(n_train, rng),
         }
         // Stop after the current step on Ctrl-C, or as soon as a batch's loss blows up.
         let blown_up = Cell::new(None);
-        let outcome = sgd.run_epoch(
+        let last_lr = Cell::new(trainer.optimizer.lr);
+        let outcome = trainer.run_epoch(
             network,
             &mnist.train,
+            rng,
             || STOP.load(Ordering::SeqCst) || blown_up.get().is_some(),
-            |done, _, loss| {
-                if diverged(loss) {
-                    blown_up.set(Some(loss));
+            |step| {
+                if diverged(step.loss) {
+                    blown_up.set(Some(step.loss));
                 }
-                bar.set_position(((epoch - 1) * n_train + done) as u64);
-                bar.set_message(format!("epoch {epoch}/{} loss {loss:.4}", run.epochs));
+                last_lr.set(step.lr);
+                bar.set_position(((epoch - 1) * n_train + step.done) as u64);
+                bar.set_message(format!(
+                    "epoch {epoch}/{} loss {:.4} lr {:.3e}",
+                    run.epochs, step.loss, step.lr
+                ));
             },
         );
         let loss = match (outcome, blown_up.get()) {
@@ -158,7 +198,13 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
         }
         let Some(stats) = outcome else {
             bar.abandon();
-            return interrupt(network, run, epoch - 1, sgd.progress(), rng, &records);
+            let position = Position {
+                epochs_done: epoch - 1,
+                progress: trainer.progress(),
+                rng,
+                optimizer: &trainer.optimizer,
+            };
+            return interrupt(network, run, &position, &records);
         };
         let mut record = EpochRecord {
             epoch,
@@ -166,6 +212,7 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
             train_accuracy: stats.accuracy,
             val_loss: None,
             val_accuracy: None,
+            lr: last_lr.get(),
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
         if epoch % run.log_every == 0 || epoch == run.epochs {
@@ -200,19 +247,18 @@ pub fn fit(network: &mut Network, run: &Run, rng: &mut SeededRng) -> Result<()> 
                 )
             });
         }
+        let position = Position {
+            epochs_done: epoch,
+            progress: &EpochProgress::default(),
+            rng,
+            optimizer: &trainer.optimizer,
+        };
         if run.checkpoint_every.is_some_and(|every| epoch % every == 0) && epoch < run.epochs {
-            write_checkpoint(network, run, epoch, &EpochProgress::default(), rng)?;
+            write_checkpoint(network, run, &position)?;
         }
         if STOP.load(Ordering::SeqCst) && epoch < run.epochs {
             bar.abandon();
-            return interrupt(
-                network,
-                run,
-                epoch,
-                &EpochProgress::default(),
-                rng,
-                &records,
-            );
+            return interrupt(network, run, &position, &records);
         }
     }
     bar.finish_and_clear();
@@ -251,39 +297,30 @@ fn diverged(loss: f64) -> bool {
 fn interrupt(
     network: &Network,
     run: &Run,
-    epochs_done: usize,
-    progress: &EpochProgress,
-    rng: &SeededRng,
+    position: &Position,
     records: &[EpochRecord],
 ) -> Result<()> {
-    write_checkpoint(network, run, epochs_done, progress, rng)?;
+    write_checkpoint(network, run, position)?;
     write_metrics(run, records)?;
     eprintln!(
-        "interrupted after {epochs_done} epochs and {} examples of the next: checkpoint written to {}\n\
+        "interrupted after {} epochs and {} examples of the next: checkpoint written to {}\n\
          continue with the same command and --resume {}",
-        progress.done,
+        position.epochs_done,
+        position.progress.done,
         run.checkpoint.display(),
         run.checkpoint.display()
     );
     Err(Interrupted.into())
 }
 
-fn write_checkpoint(
-    network: &Network,
-    run: &Run,
-    epochs_done: usize,
-    progress: &EpochProgress,
-    rng: &SeededRng,
-) -> Result<()> {
+fn write_checkpoint(network: &Network, run: &Run, position: &Position) -> Result<()> {
     let preprocessing = &run.mnist.preprocessing;
     checkpoint::save(
         run.checkpoint,
         network,
         preprocessing,
         &run.record,
-        epochs_done,
-        progress,
-        rng,
+        position,
     )?;
     Ok(())
 }
@@ -312,15 +349,16 @@ fn write_metrics(run: &Run, records: &[EpochRecord]) -> Result<()> {
     } else {
         let optional = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
         let mut csv =
-            String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n");
+            String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n");
         for r in records {
             csv += &format!(
-                "{},{:.6},{:.6},{},{},{:.4}\n",
+                "{},{:.6},{:.6},{},{},{:e},{:.4}\n",
                 r.epoch,
                 r.train_loss,
                 r.train_accuracy,
                 optional(r.val_loss),
                 optional(r.val_accuracy),
+                r.lr,
                 r.seconds
             );
         }
@@ -338,7 +376,7 @@ fn print_configuration(network: &mut Network, run: &Run) {
         lines.push((
             "continuing",
             format!(
-                "{} ({} epochs so far)",
+                "{} ({} epochs so far; the optimiser starts afresh)",
                 path.display(),
                 run.record.epochs - run.epochs
             ),
@@ -352,27 +390,33 @@ fn print_configuration(network: &mut Network, run: &Run) {
         }
         _ => format!("full batch ({n_train} examples per update)"),
     };
+    let mut schedule = match run.schedule {
+        Schedule::Constant => String::new(),
+        other => format!(", schedule {other}"),
+    };
+    if run.warmup_steps > 0 {
+        schedule += &format!(", {} warm-up steps", run.warmup_steps);
+    }
     lines.push((
         "training",
         format!(
-            "SGD, {batches}, learning rate {}, {} epochs",
-            run.lr, run.epochs
+            "{}, {batches}, learning rate {}{schedule}, {} epochs",
+            run.optimizer, run.lr, run.epochs
         ),
     ));
-    let (split, scaling) = match run.regime {
-        Regime::Seed000 => (
-            format!(
-                "{} train, {} validation, {} test",
-                n_train,
-                mnist.validation.as_ref().map_or(0, |v| v.len()),
-                mnist.test.len()
-            ),
-            "standardised with the training set's mean and std",
+    let scaling = match mnist.preprocessing {
+        Preprocessing::Scale255 => "pixels / 255".to_string(),
+        Preprocessing::Standardise { mean, std } => {
+            format!("standardised with the training images' mean {mean:.2} and std {std:.2}")
+        }
+    };
+    let split = match &mnist.validation {
+        Some(validation) => format!(
+            "{n_train} train, {} validation, {} test",
+            validation.len(),
+            mnist.test.len()
         ),
-        Regime::Seed003 => (
-            format!("{} train, {} test", n_train, mnist.test.len()),
-            "pixels / 255",
-        ),
+        None => format!("{n_train} train, {} test", mnist.test.len()),
     };
     lines.push((
         "data",
@@ -380,6 +424,9 @@ fn print_configuration(network: &mut Network, run: &Run) {
     ));
     for (label, value) in lines {
         println!("  {:<15} {value}", format!("{label}:"));
+    }
+    if let Some(table) = &run.summary {
+        print!("{table}");
     }
 }
 

@@ -217,7 +217,7 @@ impl Preprocessing {
 pub struct Mnist {
     /// The examples to train on.
     pub train: Dataset,
-    /// Held-out examples to watch during training (seed 000 only).
+    /// Held-out examples to watch during training (seed 000's, or `--validation N`).
     pub validation: Option<Dataset>,
     /// The 10,000 test examples.
     pub test: Dataset,
@@ -231,16 +231,33 @@ pub const SEED000_TRAIN: usize = 50_000;
 impl Mnist {
     /// Splits and scales raw MNIST as `regime` prescribes.
     pub fn prepare(raw: &RawMnist, regime: Regime) -> Mnist {
-        let (n_train, preprocessing) = match regime {
-            Regime::Seed003 => (raw.train.len(), Preprocessing::Scale255),
+        match regime {
+            Regime::Seed003 => Mnist::prepare_split(raw, 0, false),
             Regime::Seed000 => {
-                let n_train = SEED000_TRAIN.min(raw.train.len());
-                let (mean, std) = mean_and_std(&raw.train.pixels[..n_train * IMAGE_PIXELS]);
-                (n_train, Preprocessing::Standardise { mean, std })
+                let validation = raw.train.len() - SEED000_TRAIN.min(raw.train.len());
+                Mnist::prepare_split(raw, validation, true)
             }
+        }
+    }
+
+    /// Holds out the last `validation` training images (none for 0), and scales every split by
+    /// `pixel / 255`, or, when `standardise`, by `(pixel - mean) / std` with the one mean and
+    /// standard deviation of the pixels left to train on. `validation` must leave a training image.
+    pub fn prepare_split(raw: &RawMnist, validation: usize, standardise: bool) -> Mnist {
+        assert!(
+            validation < raw.train.len(),
+            "Mnist: holding out {validation} of {} training images leaves none to train on",
+            raw.train.len()
+        );
+        let n_train = raw.train.len() - validation;
+        let preprocessing = if standardise {
+            let (mean, std) = mean_and_std(&raw.train.pixels[..n_train * IMAGE_PIXELS]);
+            Preprocessing::Standardise { mean, std }
+        } else {
+            Preprocessing::Scale255
         };
-        let validation = (regime == Regime::Seed000)
-            .then(|| preprocessing.dataset(&raw.train, n_train..raw.train.len()));
+        let validation =
+            (validation > 0).then(|| preprocessing.dataset(&raw.train, n_train..raw.train.len()));
         Mnist {
             train: preprocessing.dataset(&raw.train, 0..n_train),
             validation,

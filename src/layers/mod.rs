@@ -11,20 +11,32 @@
 //! reuses them from batch to batch (only small per-feature vectors, such as batch
 //! normalisation's statistics, are made afresh).
 
+mod avg_pool;
 mod batchnorm;
+mod batchnorm2d;
 mod conv2d;
+mod dropout;
 mod flatten;
 mod linear;
+mod max_pool;
+mod pool;
 mod relu;
 mod spec;
+mod tanh;
 
+pub use avg_pool::AvgPool2d;
 pub use batchnorm::BatchNorm1d;
+pub use batchnorm2d::BatchNorm2d;
 pub use conv2d::{Conv2d, ConvShape};
+pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
+pub use max_pool::MaxPool2d;
+pub use pool::PoolShape;
 pub use relu::ReLU;
 pub(crate) use relu::{relu_backward, relu_in_place};
 pub use spec::{LayerSpec, Tensor};
+pub use tanh::Tanh;
 
 use ndarray::{Array2, ArrayView2};
 
@@ -84,6 +96,17 @@ pub trait Layer: Send {
     fn needs_whole_batch(&self) -> bool {
         false
     }
+
+    /// Whether the layer draws random numbers while training (dropout does).
+    fn is_random(&self) -> bool {
+        false
+    }
+
+    /// Gives a random layer the seed of this training step (its own: the network mixes in the
+    /// layer's position) and the position in the batch of its first input row (a shard's first
+    /// row), so that each example of a step gets the same random numbers however the batch is
+    /// split between cores.
+    fn seed(&mut self, _seed: u64, _first_row: usize) {}
 
     /// Floating-point operations of one training step (forward and backward) on `batch` rows,
     /// counting the matrix products, `2·m·k·n` each, which do almost all the work.

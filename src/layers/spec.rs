@@ -2,10 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{BatchNorm1d, Conv2d, ConvShape, Flatten, Layer, Linear, ReLU};
+use super::{
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, ConvShape, Dropout, Flatten, Layer, Linear,
+    MaxPool2d, PoolShape, ReLU, Tanh,
+};
 
 /// The kind and size of a layer, as recorded in a saved model's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum LayerSpec {
     /// [`Linear`] from `inputs` to `outputs` features.
@@ -31,6 +34,24 @@ pub enum LayerSpec {
     Flatten {
         /// Features per row.
         features: usize,
+    },
+    /// [`Tanh`].
+    Tanh,
+    /// [`Dropout`] with probability `p`.
+    Dropout {
+        /// The probability of zeroing a value while training.
+        p: f32,
+    },
+    /// [`MaxPool2d`] of the given shape.
+    MaxPool2d(PoolShape),
+    /// [`AvgPool2d`] of the given shape.
+    AvgPool2d(PoolShape),
+    /// [`BatchNorm2d`] over `channels` channels of `pixels` pixels.
+    BatchNorm2d {
+        /// Channels normalised.
+        channels: usize,
+        /// Pixels per channel.
+        pixels: usize,
     },
 }
 
@@ -69,7 +90,27 @@ impl LayerSpec {
                 }
                 Ok(outputs)
             }
-            LayerSpec::ReLU => Ok(inputs),
+            LayerSpec::ReLU | LayerSpec::Tanh => Ok(inputs),
+            LayerSpec::Dropout { p } => {
+                if (0.0..1.0).contains(&p) {
+                    Ok(inputs)
+                } else {
+                    Err(format!("{self:?}: p must be in [0, 1)"))
+                }
+            }
+            LayerSpec::MaxPool2d(shape) | LayerSpec::AvgPool2d(shape) => {
+                shape.check().map_err(|e| format!("{self:?}: {e}"))?;
+                expect(shape.input_len())?;
+                Ok(shape.output_len())
+            }
+            LayerSpec::BatchNorm2d { channels, pixels } => {
+                let features = channels
+                    .checked_mul(pixels)
+                    .filter(|&f| f > 0)
+                    .ok_or_else(|| format!("{self:?}: impossible size"))?;
+                expect(features)?;
+                Ok(features)
+            }
             LayerSpec::BatchNorm1d { features } | LayerSpec::Flatten { features } => {
                 expect(features)?;
                 Ok(features)
@@ -89,8 +130,14 @@ impl LayerSpec {
             LayerSpec::Linear {
                 inputs, outputs, ..
             } => inputs.checked_mul(outputs)?.checked_add(outputs),
-            LayerSpec::ReLU | LayerSpec::Flatten { .. } => Some(0),
+            LayerSpec::ReLU
+            | LayerSpec::Flatten { .. }
+            | LayerSpec::Tanh
+            | LayerSpec::Dropout { .. }
+            | LayerSpec::MaxPool2d(_)
+            | LayerSpec::AvgPool2d(_) => Some(0),
             LayerSpec::BatchNorm1d { features } => features.checked_mul(4),
+            LayerSpec::BatchNorm2d { channels, .. } => channels.checked_mul(4),
             LayerSpec::Conv2d(shape) => shape
                 .taps()
                 .checked_mul(shape.out_channels)?
@@ -125,6 +172,13 @@ impl LayerSpec {
                 ndarray::Array1::zeros(shape.out_channels),
             )),
             LayerSpec::Flatten { features } => Box::new(Flatten::new(features)),
+            LayerSpec::Tanh => Box::new(Tanh::new()),
+            LayerSpec::Dropout { p } => Box::new(Dropout::new(p)),
+            LayerSpec::MaxPool2d(shape) => Box::new(MaxPool2d::new(shape)),
+            LayerSpec::AvgPool2d(shape) => Box::new(AvgPool2d::new(shape)),
+            LayerSpec::BatchNorm2d { channels, pixels } => {
+                Box::new(BatchNorm2d::new(channels, pixels))
+            }
         }
     }
 }
