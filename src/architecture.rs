@@ -219,31 +219,30 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
         }
     };
     // Positional sizes, then `key value` options.
-    let split =
-        |positional: usize, keys: &[&str]| -> Result<SizesAndOptions, String> {
-            if args.len() < positional {
-                return Err(format!(
-                    "`{name}` needs {positional} number(s): {}",
-                    usage(&name)
-                ));
+    let split = |positional: usize, keys: &[&str]| -> Result<SizesAndOptions, String> {
+        if args.len() < positional {
+            return Err(format!(
+                "`{name}` needs {positional} number(s): {}",
+                usage(&name)
+            ));
+        }
+        let (sizes, rest) = args.split_at(positional);
+        if rest.len() % 2 != 0 {
+            return Err(format!(
+                "options come as `key value` pairs: {}",
+                usage(&name)
+            ));
+        }
+        let mut options = Vec::new();
+        for pair in rest.chunks(2) {
+            let key = pair[0].to_ascii_lowercase();
+            if !keys.contains(&key.as_str()) {
+                return Err(format!("`{name}` has no option `{key}`: {}", usage(&name)));
             }
-            let (sizes, rest) = args.split_at(positional);
-            if rest.len() % 2 != 0 {
-                return Err(format!(
-                    "options come as `key value` pairs: {}",
-                    usage(&name)
-                ));
-            }
-            let mut options = Vec::new();
-            for pair in rest.chunks(2) {
-                let key = pair[0].to_ascii_lowercase();
-                if !keys.contains(&key.as_str()) {
-                    return Err(format!("`{name}` has no option `{key}`: {}", usage(&name)));
-                }
-                options.push((key, pair[1].to_string()));
-            }
-            Ok((sizes.to_vec(), options))
-        };
+            options.push((key, pair[1].to_string()));
+        }
+        Ok((sizes.to_vec(), options))
+    };
     let image = |what: &str| match input {
         Shape::Image {
             channels,

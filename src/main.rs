@@ -105,20 +105,20 @@ struct OptimizerArgs {
     #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam", "adamw"])]
     optimizer: String,
     /// SGD's momentum [default: 0, none].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     momentum: Option<f64>,
     /// SGD's Nesterov momentum (with --momentum above 0).
     #[arg(long)]
     nesterov: bool,
     /// Weight decay: an L2 term in the gradient (sgd, adam), or decoupled (adamw) [default: 0,
     /// AdamW's 0.01].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f64>,
     /// Adam's and AdamW's betas [default: 0.9 0.999].
-    #[arg(long, num_args = 2, value_names = ["BETA1", "BETA2"])]
+    #[arg(long, num_args = 2, value_names = ["BETA1", "BETA2"], allow_negative_numbers = true)]
     betas: Option<Vec<f64>>,
     /// Adam's and AdamW's epsilon [default: 1e-8].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     eps: Option<f64>,
     /// Learning-rate schedule, applied every step: constant, step:EPOCHS:GAMMA (times GAMMA every
     /// EPOCHS epochs), cosine[:MIN_LR] (down to MIN_LR over the run), or

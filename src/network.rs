@@ -318,6 +318,7 @@ impl Network {
     /// Forward and backward on one batch: afterwards every [`Param::grad`] holds `dL/dθ` for the
     /// batch-averaged loss. Returns the loss and the number of correct predictions (before any update).
     pub fn compute_gradients(&mut self, x: ArrayView2<f32>, labels: &[u8]) -> LossStats {
+        self.main.seed(self.step_seed, 0);
         self.main.compute_gradients(x, labels)
     }
 

@@ -158,10 +158,12 @@ impl std::str::FromStr for Schedule {
                     final_div_factor: number(2, Some(1e4))?,
                 }
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "unknown schedule '{text}': use constant, step:EPOCHS:GAMMA, cosine[:MIN_LR] or \
                      onecycle[:PCT_START[:DIV_FACTOR[:FINAL_DIV_FACTOR]]]"
-            )),
+            ))
+            }
         };
         schedule.check()?;
         Ok(schedule)

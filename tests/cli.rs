@@ -95,6 +95,34 @@ fn impossible_flags_are_refused_before_any_data_is_loaded() {
         (&["--batch-size", "0"], "at least 1"),
         (&["--init", "uniform"], "unknown initialisation 'uniform'"),
         (&["--hidden"], "--hidden"),
+        // Architectures: the layer and the shapes are named.
+        (
+            &["--layers", "conv 8 29, flatten, linear 10"],
+            "layer 1 (`conv 8 29`) on input 1x28x28: the dilated kernel is larger than the padded image",
+        ),
+        (
+            &["--layers", "conv 8 5, relu, linear 10"],
+            "layer 3 (`linear 10`) on input 8x24x24: `linear` needs a flat row of features",
+        ),
+        (
+            &["--layers", "linear 64, relu, linear 9"],
+            "gives 9 values per example; the network must end in 10 class scores",
+        ),
+        (&["--layers", "linear 64, relu, lnear 10"], "unknown layer `lnear`"),
+        (&["--layers", "linear 10", "--hidden", "5"], "cannot be used with"),
+        (&["--layers-file", "/nonexistent/arch.txt"], "reading the architecture from"),
+        // Optimisers and schedules.
+        (&["--optimizer", "rmsprop"], "invalid value 'rmsprop'"),
+        (&["--betas", "0.9", "0.99"], "--betas and --eps are Adam's and AdamW's"),
+        (&["--optimizer", "adam", "--momentum", "0.9"], "--momentum and --nesterov are SGD's"),
+        (&["--nesterov"], "Nesterov momentum needs a momentum above 0"),
+        (&["--momentum", "1.5"], "momentum must be in [0, 1)"),
+        (&["--optimizer", "adam", "--betas", "0.9", "1"], "beta2 must be in [0, 1)"),
+        (&["--optimizer", "adamw", "--eps", "0"], "eps must be a positive finite number"),
+        (&["--weight-decay", "-1"], "weight decay must be a finite number ≥ 0"),
+        (&["--schedule", "linear"], "unknown schedule 'linear'"),
+        (&["--schedule", "onecycle:2"], "pct_start must be in (0, 1)"),
+        (&["--validation", "60000"], "leaves nothing to train on"),
     ];
     for (flags, expected) in cases {
         let mut args = vec!["train", "--data-dir", "/nonexistent/mnist"];
@@ -781,4 +809,91 @@ fn bench_times_epochs_and_reports_them_as_json() {
         assert_eq!(output.status.code(), Some(2), "{flags:?} was accepted");
         assert!(stderr(&output).contains(expected), "{}", stderr(&output));
     }
+}
+
+#[test]
+fn any_architecture_trains_with_adam_and_a_schedule_and_reports_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let arch = dir.path().join("arch.txt");
+    std::fs::write(
+        &arch,
+        "# a small CNN\nconv 4 5, maxpool 2, relu\nflatten, dropout 0.1\nlinear 10\n",
+    )
+    .unwrap();
+    let model = dir.path().join("cnn.safetensors");
+    let metrics = dir.path().join("m.csv");
+    let output = run(
+        &[
+            "train",
+            "--layers-file",
+            arch.to_str().unwrap(),
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "0.003",
+            "--schedule",
+            "cosine",
+            "--warmup",
+            "20",
+            "--batch-size",
+            "128",
+            "--epochs",
+            "2",
+            "--standardise",
+            "--validation",
+            "10000",
+            "--summary",
+            "--save",
+            model.to_str().unwrap(),
+            "--metrics",
+            metrics.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    let out = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for expected in [
+        "AdamW, betas (0.9, 0.999), eps 1e-8, weight decay 0.01",
+        "schedule cosine:0",
+        "20 warm-up steps",
+        "50000 train, 10000 validation, 10000 test, standardised",
+        // The summary: the convolution's output shape and parameters, and the totals.
+        "4x24x24",
+        "104",
+        "total: 5,874 parameters",
+        "val accuracy",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from\n{out}");
+    }
+    assert!(final_test_accuracy(&out) > 0.9, "{out}");
+    // The learning rate of each epoch's last step: the cosine ends near zero.
+    let csv = std::fs::read_to_string(&metrics).unwrap();
+    let lrs: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').nth(5).unwrap().parse().unwrap())
+        .collect();
+    assert!(lrs[0] > 1e-3 && lrs[0] < 0.003 && lrs[1] < 1e-5, "{csv}");
+    // The saved model carries its architecture: eval needs nothing else.
+    let eval = run(
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    assert_eq!(
+        stdout(&eval).lines().last(),
+        out.lines().last(),
+        "eval and train disagree"
+    );
 }

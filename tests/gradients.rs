@@ -241,3 +241,119 @@ fn fused_relu_backward_matches_finite_differences() {
         (Box::new(conv), random_matrix(2, 16, rng))
     });
 }
+
+#[test]
+fn tanh_backward_matches_finite_differences() {
+    use mnist_nn::layers::Tanh;
+    let mut rng = seeded_rng(30);
+    let input = random_matrix(4, 6, &mut rng) * 1.5;
+    let mismatches = check_layer(
+        &mut Tanh::new(),
+        input.view(),
+        Tolerance::default(),
+        &mut rng,
+    );
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
+#[test]
+fn dropout_backward_matches_finite_differences_for_a_fixed_mask() {
+    use mnist_nn::layers::Dropout;
+    let mut rng = seeded_rng(31);
+    let input = random_matrix(5, 8, &mut rng);
+    let mut dropout = Dropout::new(0.4);
+    // The seed fixes the mask, so every forward pass of the check draws the same one.
+    dropout.seed(1234, 0);
+    let output = dropout.forward(input.view(), true).to_owned();
+    assert!(output.iter().any(|&y| y == 0.0) && output.iter().any(|&y| y != 0.0));
+    let mismatches = check_layer(&mut dropout, input.view(), Tolerance::default(), &mut rng);
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
+/// A `(rows, cols)` matrix whose values are a shuffled ladder 0.1 apart: no two values of a pooling
+/// window come within a finite-difference step of each other, so no maximum changes hands.
+fn distinct_values(rows: usize, cols: usize, rng: &mut SeededRng) -> Array2<f32> {
+    use rand::seq::SliceRandom;
+    let mut values: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.1 - 2.0).collect();
+    values.shuffle(rng);
+    Array2::from_shape_vec((rows, cols), values).unwrap()
+}
+
+#[test]
+fn pooling_backward_matches_finite_differences() {
+    use mnist_nn::layers::{AvgPool2d, MaxPool2d, PoolShape};
+    let mut rng = seeded_rng(32);
+    // (channels, height, width, kernel, stride): square and overlapping windows, dropped edges.
+    for (channels, height, width, kernel, stride) in [
+        (1, 4, 4, 2, 2),
+        (2, 5, 6, 2, 2),
+        (2, 5, 5, 3, 1),
+        (3, 7, 6, 3, 2),
+    ] {
+        let shape = PoolShape {
+            channels,
+            height,
+            width,
+            kernel,
+            stride,
+        };
+        let input = distinct_values(3, shape.input_len(), &mut rng);
+        let mismatches = check_layer(
+            &mut MaxPool2d::new(shape),
+            input.view(),
+            Tolerance::default(),
+            &mut rng,
+        );
+        assert!(mismatches.is_empty(), "max {shape:?}: {mismatches:?}");
+        let mismatches = check_layer(
+            &mut AvgPool2d::new(shape),
+            input.view(),
+            Tolerance::default(),
+            &mut rng,
+        );
+        assert!(mismatches.is_empty(), "avg {shape:?}: {mismatches:?}");
+    }
+}
+
+#[test]
+fn batchnorm2d_backward_matches_finite_differences_in_training_mode() {
+    use mnist_nn::layers::BatchNorm2d;
+    let mut rng = seeded_rng(33);
+    let mut bn = BatchNorm2d::new(3, 4);
+    bn.gamma = ndarray::Array1::from_vec(vec![0.5, 1.5, -1.0]);
+    bn.beta = ndarray::Array1::from_vec(vec![0.1, -0.2, 0.3]);
+    let input = random_matrix(3, 12, &mut rng) * 2.0 + 1.0;
+    let tolerance = Tolerance {
+        relative: 2e-2,
+        ..Tolerance::default()
+    };
+    let mismatches = check_layer(&mut bn, input.view(), tolerance, &mut rng);
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
+#[test]
+fn a_network_of_every_new_layer_matches_finite_differences() {
+    use mnist_nn::architecture::{self, Shape};
+    let mut rng = seeded_rng(34);
+    // On 1x6x6 images; no ReLU (a perturbation could cross its kink), dropout with a fixed seed.
+    let planned = architecture::parse(
+        "conv 2 3 padding 1, batchnorm, tanh, maxpool 2, conv 3 2, avgpool 2 stride 1, flatten, dropout 0.3, linear 4",
+        Shape::Image {
+            channels: 1,
+            height: 6,
+            width: 6,
+        },
+        4,
+    )
+    .unwrap();
+    let mut network = architecture::build(&planned, Init::He, &mut rng);
+    network.seed_step(99);
+    let input = distinct_values(5, 36, &mut rng);
+    let labels = [0u8, 1, 2, 3, 1];
+    let tolerance = Tolerance {
+        relative: 3e-2,
+        ..Tolerance::default()
+    };
+    let mismatches = check_network(&mut network, input.view(), &labels, tolerance);
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}

@@ -184,3 +184,141 @@ fn a_fused_relu_gives_the_same_values_and_gradients_as_a_relu_layer() {
         &random_matrix(3, shape.input_len(), &mut rng),
     );
 }
+
+#[test]
+fn max_and_average_pooling_follow_their_definitions() {
+    use mnist_nn::layers::{AvgPool2d, MaxPool2d, PoolShape};
+    // One 2-channel 4x5 image; windows of 2 with stride 2 drop the last column.
+    let shape = PoolShape {
+        channels: 2,
+        height: 4,
+        width: 5,
+        kernel: 2,
+        stride: 2,
+    };
+    let x = Array2::from_shape_fn((1, 40), |(_, i)| ((i * 7) % 11) as f32);
+    let pixel = |c: usize, y: usize, x_: usize| x[[0, c * 20 + y * 5 + x_]];
+    let max = MaxPool2d::new(shape).forward(x.view(), false).to_owned();
+    let avg = AvgPool2d::new(shape).forward(x.view(), false).to_owned();
+    assert_eq!(max.dim(), (1, 2 * 2 * 2));
+    for c in 0..2 {
+        for oy in 0..2 {
+            for ox in 0..2 {
+                let window = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                    .map(|(dy, dx)| pixel(c, 2 * oy + dy, 2 * ox + dx));
+                let out = c * 4 + oy * 2 + ox;
+                assert_eq!(
+                    max[[0, out]],
+                    window.iter().copied().fold(f32::MIN, f32::max)
+                );
+                assert_eq!(avg[[0, out]], window.iter().sum::<f32>() / 4.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn max_pooling_sends_the_gradient_to_the_first_of_tied_maxima() {
+    use mnist_nn::layers::{MaxPool2d, PoolShape};
+    let shape = PoolShape {
+        channels: 1,
+        height: 2,
+        width: 2,
+        kernel: 2,
+        stride: 2,
+    };
+    let mut pool = MaxPool2d::new(shape);
+    let x = Array2::from_shape_vec((1, 4), vec![1.0f32, 5.0, 5.0, 2.0]).unwrap();
+    pool.forward(x.view(), true);
+    let dy = Array2::from_elem((1, 1), 3.0f32);
+    let dx = pool.backward(x.view(), dy.view()).to_owned();
+    assert_eq!(dx.as_slice().unwrap(), &[0.0, 3.0, 0.0, 0.0]);
+}
+
+#[test]
+fn dropout_zeroes_a_share_p_scales_the_rest_and_is_the_identity_at_inference() {
+    use mnist_nn::layers::Dropout;
+    let x = Array2::from_elem((200, 100), 2.0f32);
+    let mut dropout = Dropout::new(0.25);
+    dropout.seed(7, 0);
+    let y = dropout.forward(x.view(), true).to_owned();
+    let zeroed = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+    assert!((zeroed - 0.25).abs() < 0.01, "zeroed {zeroed}");
+    assert!(y.iter().all(|&v| v == 0.0 || (v - 2.0 / 0.75).abs() < 1e-6));
+    assert_eq!(dropout.forward(x.view(), false), x.view());
+    // Another seed, another mask; the same seed, the same mask.
+    dropout.seed(8, 0);
+    assert_ne!(dropout.forward(x.view(), true), y.view());
+    dropout.seed(7, 0);
+    assert_eq!(dropout.forward(x.view(), true), y.view());
+}
+
+#[test]
+fn an_example_gets_the_same_dropout_mask_however_the_batch_is_split() {
+    use mnist_nn::layers::Dropout;
+    let mut rng = seeded_rng(35);
+    let x = random_matrix(10, 30, &mut rng);
+    let mut whole = Dropout::new(0.5);
+    whole.seed(11, 0);
+    let all = whole.forward(x.view(), true).to_owned();
+    // The second shard of a split batch: rows 6..10, which start at row 6.
+    let mut shard = Dropout::new(0.5);
+    shard.seed(11, 6);
+    let part = shard
+        .forward(x.slice(ndarray::s![6..10, ..]), true)
+        .to_owned();
+    assert_eq!(all.slice(ndarray::s![6..10, ..]), part.view());
+}
+
+#[test]
+fn batchnorm2d_normalises_each_channel_over_the_batch_and_its_pixels() {
+    use mnist_nn::layers::BatchNorm2d;
+    let mut rng = seeded_rng(36);
+    // 2 channels of 9 pixels: channel 0 around 3 (std 2), channel 1 around -1 (std 0.5).
+    let x = Array2::from_shape_fn((16, 18), |(_, i)| if i < 9 { 3.0 } else { -1.0 })
+        + random_matrix(16, 18, &mut rng)
+            * Array2::from_shape_fn((16, 18), |(_, i)| if i < 9 { 2.0 } else { 0.5 });
+    let mut bn = BatchNorm2d::new(2, 9);
+    let y = bn.forward(x.view(), true).to_owned();
+    for c in 0..2 {
+        let values: Vec<f64> = y
+            .rows()
+            .into_iter()
+            .flat_map(|row| row.to_vec()[c * 9..(c + 1) * 9].to_vec())
+            .map(|v| v as f64)
+            .collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+        assert!(
+            mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3,
+            "channel {c}: {mean} {var}"
+        );
+        // PyTorch's running estimates: 0.1 of the batch's mean and of its unbiased variance.
+        let raw: Vec<f64> = x
+            .rows()
+            .into_iter()
+            .flat_map(|row| row.to_vec()[c * 9..(c + 1) * 9].to_vec())
+            .map(|v| v as f64)
+            .collect();
+        let m = raw.len() as f64;
+        let raw_mean = raw.iter().sum::<f64>() / m;
+        let unbiased = raw.iter().map(|v| (v - raw_mean).powi(2)).sum::<f64>() / (m - 1.0);
+        assert!((bn.running_mean[c] as f64 - 0.1 * raw_mean).abs() < 1e-5);
+        assert!((bn.running_var[c] as f64 - (0.9 + 0.1 * unbiased)).abs() < 1e-4);
+    }
+    // Inference: (x - running mean) / sqrt(running var + ε) per channel.
+    let inference = bn.forward(x.view(), false).to_owned();
+    let expected = (x[[3, 12]] - bn.running_mean[1]) / (bn.running_var[1] + 1e-5).sqrt();
+    assert!((inference[[3, 12]] - expected).abs() < 1e-5);
+}
+
+#[test]
+fn tanh_is_tanh() {
+    use mnist_nn::layers::Tanh;
+    let x = Array2::from_shape_vec((1, 3), vec![-2.0f32, 0.0, 0.5]).unwrap();
+    let y = Tanh::new().forward(x.view(), false).to_owned();
+    assert_eq!(
+        y.as_slice().unwrap(),
+        &[(-2.0f32).tanh(), 0.0, 0.5f32.tanh()]
+    );
+}

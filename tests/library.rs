@@ -5,7 +5,7 @@ use mnist_nn::init::Init;
 use mnist_nn::layers::{Layer, Linear};
 use mnist_nn::loss::{loss_and_correct, SoftmaxCrossEntropy};
 use mnist_nn::network::Network;
-use mnist_nn::optim::Optimizer;
+use mnist_nn::optim::{Optimizer, OptimizerSettings};
 use mnist_nn::seeded_rng;
 use mnist_nn::train::{Batching, Trainer};
 use ndarray::{array, Array2};
@@ -261,6 +261,9 @@ fn steps_of_changing_sizes_split_into_shards_equal_plain_gradient_descent() {
     }
 }
 
+/// Makes a network from the run's generator.
+type BuildNetwork = fn(&mut mnist_nn::SeededRng) -> Network;
+
 /// A small convolutional network on 1x8x8 "images".
 fn small_cnn(rng: &mut mnist_nn::SeededRng) -> Network {
     use mnist_nn::layers::{Conv2d, ConvShape, Flatten, ReLU};
@@ -289,11 +292,20 @@ fn a_run_gives_the_same_weights_on_one_two_or_three_cores() {
     let images = Array2::from_shape_fn((370, 64), |(i, j)| ((i * 5 + j * 3) % 11) as f32 / 5.0);
     let labels = (0..370).map(|i| (i % 3) as u8).collect();
     let data = Dataset::new(images, labels);
-    let builders: [fn(&mut mnist_nn::SeededRng) -> Network; 2] = [
-        |rng| Network::mlp(&[64, 32, 16, 3], Init::He, rng),
-        small_cnn,
+    let adam = OptimizerSettings::Adam {
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 1e-4,
+    };
+    let runs: [(BuildNetwork, OptimizerSettings); 3] = [
+        (
+            |rng| Network::mlp(&[64, 32, 16, 3], Init::He, rng),
+            OptimizerSettings::PLAIN_SGD,
+        ),
+        (small_cnn, OptimizerSettings::PLAIN_SGD),
+        (mlp_with_dropout, adam),
     ];
-    for build in builders {
+    for (build, settings) in runs {
         let run_on = |cores: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(cores)
@@ -302,9 +314,9 @@ fn a_run_gives_the_same_weights_on_one_two_or_three_cores() {
             pool.install(|| {
                 let mut rng = seeded_rng(3);
                 let mut network = build(&mut rng);
-                let mut sgd = Trainer::sgd(0.05, Batching::Mini(64));
+                let mut trainer = Trainer::new(Optimizer::new(settings, 0.01), Batching::Mini(64));
                 for _ in 0..3 {
-                    sgd.epoch(&mut network, &data, &mut rng, |_| {});
+                    trainer.epoch(&mut network, &data, &mut rng, |_| {});
                 }
                 weights(&mut network)
             })
@@ -313,4 +325,116 @@ fn a_run_gives_the_same_weights_on_one_two_or_three_cores() {
         assert_eq!(one, run_on(2), "one core and two");
         assert_eq!(one, run_on(3), "one core and three");
     }
+}
+
+/// 64-32-3 with dropout between the layers.
+fn mlp_with_dropout(rng: &mut mnist_nn::SeededRng) -> Network {
+    use mnist_nn::layers::{Dropout, ReLU};
+    let layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Linear::new(64, 32, Init::He, rng)),
+        Box::new(ReLU::new()),
+        Box::new(Dropout::new(0.3)),
+        Box::new(Linear::new(32, 3, Init::He, rng)),
+    ];
+    Network::new(layers)
+}
+
+#[test]
+fn adam_steps_split_into_shards_equal_steps_on_the_whole_batch() {
+    let settings = OptimizerSettings::AdamW {
+        betas: (0.9, 0.99),
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
+    let mut split = Network::mlp(&[12, 20, 3], Init::He, &mut seeded_rng(42));
+    let mut whole = Network::mlp(&[12, 20, 3], Init::He, &mut seeded_rng(42));
+    whole.set_max_shards(1);
+    let (mut a, mut b) = (
+        Optimizer::new(settings, 0.01),
+        Optimizer::new(settings, 0.01),
+    );
+    for rows in [128, 40, 96] {
+        let (x, labels) = made_up_rows(rows);
+        split.train_step(x.view(), &labels, &mut a);
+        whole.train_step(x.view(), &labels, &mut b);
+    }
+    assert_eq!(a.steps(), 3);
+    for (s, w) in weights(&mut split).iter().zip(weights(&mut whole)) {
+        assert!((s - w).abs() < 1e-5, "weights differ: {s} vs {w}");
+    }
+    // The state is per value: Adam's two moments, as long as each parameter.
+    let state = a.state();
+    assert_eq!(state.len(), 2 * 4);
+    assert_eq!((state[0].1, state[0].2.len()), ("exp_avg", 12 * 20));
+}
+
+#[test]
+fn a_checkpoint_restores_the_optimizer_state_exactly() {
+    use mnist_nn::checkpoint::{self, Position};
+    use mnist_nn::data::Preprocessing;
+    use mnist_nn::model::Training;
+    use mnist_nn::schedule::Schedule;
+    let settings = OptimizerSettings::Sgd {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 1e-3,
+    };
+    // A model file holds an MNIST network: 784 inputs, 10 classes.
+    let images = Array2::from_shape_fn((300, 784), |(i, j)| ((i * 13 + j * 7) % 29) as f32 / 29.0);
+    let data = Dataset::new(images, (0..300).map(|i| (i % 10) as u8).collect());
+    let mut rng = seeded_rng(43);
+    let mut network = Network::mlp(&[784, 16, 10], Init::He, &mut rng);
+    let mut trainer = Trainer::new(Optimizer::new(settings, 0.05), Batching::Mini(32));
+    trainer.epoch(&mut network, &data, &mut rng, |_| {});
+    let training = Training {
+        command: "test".into(),
+        epochs: 2,
+        lr: 0.05,
+        batch_size: Some(32),
+        seed: 43,
+        init: None,
+        optimizer: settings,
+        schedule: Schedule::Constant,
+        warmup_steps: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ck.safetensors");
+    let position = Position {
+        epochs_done: 1,
+        progress: trainer.progress(),
+        rng: &rng,
+        optimizer: &trainer.optimizer,
+    };
+    checkpoint::save(
+        &path,
+        &network,
+        &Preprocessing::Scale255,
+        &training,
+        &position,
+    )
+    .unwrap();
+    let mut saved = checkpoint::load(&path).unwrap();
+    let lengths: Vec<usize> = saved
+        .model
+        .network
+        .params()
+        .iter()
+        .map(|p| p.value.len())
+        .collect();
+    let mut optimizer = Optimizer::new(settings, 0.05);
+    saved.restore_optimizer(&mut optimizer, &lengths).unwrap();
+    assert_eq!(optimizer.steps(), trainer.optimizer.steps());
+    assert_eq!(optimizer.state(), trainer.optimizer.state());
+    let (mut resumed, mut resumed_rng) = (saved.model.network, saved.rng);
+    let mut resumed_trainer = Trainer::new(optimizer, Batching::Mini(32));
+    trainer.epoch(&mut network, &data, &mut rng, |_| {});
+    resumed_trainer.epoch(&mut resumed, &data, &mut resumed_rng, |_| {});
+    assert_eq!(weights(&mut network), weights(&mut resumed));
+    // A state of the wrong size is refused, not used.
+    let mut other = Optimizer::new(settings, 0.05);
+    let error = checkpoint::load(&path)
+        .unwrap()
+        .restore_optimizer(&mut other, &[3, 3, 3, 3])
+        .unwrap_err();
+    assert!(error.contains("expected 3"), "{error}");
 }

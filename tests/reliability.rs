@@ -46,20 +46,51 @@ fn weights(path: &Path) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn args_with<'a>(batch: &'static str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = run_args(batch);
+/// An Adam run with a one-cycle schedule, warm-up and dropout, in batches of 64.
+fn adam_args() -> Vec<&'static str> {
+    vec![
+        "train",
+        "--layers",
+        "linear 64, relu, dropout 0.2, linear 10",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+        "--schedule",
+        "onecycle",
+        "--warmup",
+        "30",
+        "--seed",
+        "5",
+        "--log-every=1",
+    ]
+}
+
+/// Every run the resumption tests interrupt and resume.
+fn runs() -> Vec<Vec<&'static str>> {
+    let mut runs: Vec<_> = BATCHES.into_iter().map(run_args).collect();
+    runs.push(adam_args());
+    runs
+}
+
+fn args_with<'a>(base: &[&'static str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = base.to_vec();
     args.extend_from_slice(extra);
     args
 }
 
 #[test]
 fn ctrl_c_writes_a_checkpoint_and_resuming_gives_the_same_weights_bit_for_bit() {
-    for batch in BATCHES {
-        interrupt_and_resume(batch);
+    for base in runs() {
+        interrupt_and_resume(&base);
     }
 }
 
-fn interrupt_and_resume(batch: &'static str) {
+fn interrupt_and_resume(base: &[&'static str]) {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let data = mnist_dir();
@@ -71,7 +102,7 @@ fn interrupt_and_resume(batch: &'static str) {
     );
 
     let uninterrupted = run(
-        &args_with(batch, &["--save", &full, "--data-dir", data]),
+        &args_with(base, &["--save", &full, "--data-dir", data]),
         &[],
         None,
     );
@@ -80,7 +111,7 @@ fn interrupt_and_resume(batch: &'static str) {
     // The same run, interrupted by SIGINT once its first epoch is reported.
     let mut child = Command::new(env!("CARGO_BIN_EXE_mnist-nn"))
         .args(args_with(
-            batch,
+            base,
             &[
                 "--save",
                 &resumed,
@@ -123,7 +154,7 @@ fn interrupt_and_resume(batch: &'static str) {
 
     let continued = run(
         &args_with(
-            batch,
+            base,
             &[
                 "--save",
                 &resumed,
@@ -145,7 +176,7 @@ fn interrupt_and_resume(batch: &'static str) {
     assert_eq!(
         weights(Path::new(&full)),
         weights(Path::new(&resumed)),
-        "batch {batch}: resumed weights differ"
+        "{base:?}: resumed weights differ"
     );
     assert_eq!(
         stdout(&uninterrupted).lines().last(),
@@ -156,12 +187,12 @@ fn interrupt_and_resume(batch: &'static str) {
 
 #[test]
 fn periodic_checkpoints_resume_exactly_and_other_settings_are_refused() {
-    for batch in BATCHES {
-        resume_from_periodic_checkpoint(batch);
+    for base in runs() {
+        resume_from_periodic_checkpoint(&base);
     }
 }
 
-fn resume_from_periodic_checkpoint(batch: &'static str) {
+fn resume_from_periodic_checkpoint(base: &[&'static str]) {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let data = mnist_dir();
@@ -173,7 +204,7 @@ fn resume_from_periodic_checkpoint(batch: &'static str) {
     );
     let output = run(
         &args_with(
-            batch,
+            base,
             &[
                 "--save",
                 &full,
@@ -192,7 +223,7 @@ fn resume_from_periodic_checkpoint(batch: &'static str) {
     // The last checkpoint was written after epoch 2 of 3.
     let continued = run(
         &args_with(
-            batch,
+            base,
             &[
                 "--save",
                 &resumed,
@@ -213,11 +244,12 @@ fn resume_from_periodic_checkpoint(batch: &'static str) {
     assert_eq!(
         weights(Path::new(&full)),
         weights(Path::new(&resumed)),
-        "batch {batch}: resumed weights differ"
+        "{base:?}: resumed weights differ"
     );
 
-    let mut other = args_with(batch, &["--resume", &checkpoint, "--data-dir", data]);
-    other[8] = "0.1"; // --lr
+    let mut other = args_with(base, &["--resume", &checkpoint, "--data-dir", data]);
+    let lr = other.iter().position(|&a| a == "--lr").unwrap() + 1;
+    other[lr] = "0.1";
     let refused = run(&other, &[], None);
     assert!(!refused.status.success());
     assert!(
@@ -226,7 +258,7 @@ fn resume_from_periodic_checkpoint(batch: &'static str) {
         stderr(&refused)
     );
     let not_a_checkpoint = run(
-        &args_with(batch, &["--resume", &full, "--data-dir", data]),
+        &args_with(base, &["--resume", &full, "--data-dir", data]),
         &[],
         None,
     );
