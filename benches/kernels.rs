@@ -1,12 +1,16 @@
 //! The hot kernels of the three `mnist-nn bench` workloads, one shard's worth each (a batch of 128
 //! split between two cores is 64 rows per core; a full batch of 60,000 is 30,000), run on one
-//! core as the data-parallel training step runs them: `cargo bench`.
+//! core as the data-parallel training step runs them: `cargo bench`. The `layers` group times the
+//! training toolkit's layers at the shapes `scripts/layer_bench_torch.py` times PyTorch's (a batch
+//! of 256 images of 24 maps of 24x24, the first layer of the fast MNIST recipe), on one core.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mnist_nn::experiments::CNN_CONV;
 use mnist_nn::gemm::single_threaded;
 use mnist_nn::init::Init;
-use mnist_nn::layers::{Conv2d, Layer, Linear};
+use mnist_nn::layers::{
+    AvgPool2d, BatchNorm2d, Conv2d, Dropout, Layer, Linear, MaxPool2d, PoolShape, Tanh,
+};
 use mnist_nn::loss::SoftmaxCrossEntropy;
 use mnist_nn::seeded_rng;
 use ndarray::Array2;
@@ -85,5 +89,47 @@ fn loss(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(kernels, linear, conv2d, loss);
+/// Batch, maps and side of the images the `layers` group works on.
+const IMAGES: (usize, usize, usize) = (256, 24, 24);
+
+fn layers(c: &mut Criterion) {
+    let mut rng = seeded_rng(4);
+    let (n, channels, side) = IMAGES;
+    let pool = PoolShape {
+        channels,
+        height: side,
+        width: side,
+        kernel: 2,
+        stride: 2,
+    };
+    let x = random(n, pool.input_len(), &mut rng);
+    let pooled_dy = random(n, pool.output_len(), &mut rng);
+    let dy = random(n, pool.input_len(), &mut rng);
+    let mut group = c.benchmark_group("layers 256x24x24x24");
+    group.sample_size(20);
+    let mut dropout = Dropout::new(0.5);
+    dropout.seed(1, 0);
+    let cases: Vec<(&str, Box<dyn Layer>, &Array2<f32>)> = vec![
+        ("maxpool 2", Box::new(MaxPool2d::new(pool)), &pooled_dy),
+        ("avgpool 2", Box::new(AvgPool2d::new(pool)), &pooled_dy),
+        (
+            "batchnorm2d",
+            Box::new(BatchNorm2d::new(channels, side * side)),
+            &dy,
+        ),
+        ("dropout 0.5", Box::new(dropout), &dy),
+        ("tanh", Box::new(Tanh::new()), &dy),
+    ];
+    for (name, mut layer, dy) in cases {
+        group.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| single_threaded(|| layer.forward(x.view(), true).len()))
+        });
+        group.bench_function(BenchmarkId::new("backward", name), |b| {
+            b.iter(|| single_threaded(|| layer.backward(x.view(), dy.view()).len()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(kernels, linear, conv2d, loss, layers);
 criterion_main!(kernels);

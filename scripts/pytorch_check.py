@@ -36,6 +36,16 @@ def build(layers):
             modules.append(torch.nn.Conv2d(spec["in_channels"], spec["out_channels"], spec["kernel"],
                                            stride=spec["stride"], padding=spec["padding"],
                                            dilation=spec["dilation"]))
+        elif kind == "MaxPool2d":
+            modules.append(torch.nn.MaxPool2d(spec["kernel"], stride=spec["stride"]))
+        elif kind == "AvgPool2d":
+            modules.append(torch.nn.AvgPool2d(spec["kernel"], stride=spec["stride"]))
+        elif kind == "BatchNorm2d":
+            modules.append(torch.nn.BatchNorm2d(spec["channels"], eps=1e-5, momentum=0.1))
+        elif kind == "Tanh":
+            modules.append(torch.nn.Tanh())
+        elif kind == "Dropout":
+            modules.append(torch.nn.Dropout(spec["p"]))
         else:
             raise ValueError(f"unknown layer {kind}")
     return torch.nn.Sequential(*modules), layers[0]
@@ -60,8 +70,8 @@ if preprocessing["kind"] == "Scale255":
 else:
     x = (x - preprocessing["mean"]) / preprocessing["std"]
 x = torch.tensor(x, dtype=torch.float32)
-if first["type"] == "Conv2d":  # images as (n, channels, height, width)
-    x = x.reshape(-1, first["in_channels"], first["height"], first["width"])
+if first["type"] in ("Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d"):  # images (n, 1, 28, 28)
+    x = x.reshape(-1, 1, 28, 28)
 with torch.no_grad():
     logits = net(x)
 loss = torch.nn.functional.cross_entropy(logits, y).item()

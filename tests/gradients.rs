@@ -335,9 +335,11 @@ fn batchnorm2d_backward_matches_finite_differences_in_training_mode() {
 fn a_network_of_every_new_layer_matches_finite_differences() {
     use mnist_nn::architecture::{self, Shape};
     let mut rng = seeded_rng(34);
-    // On 1x6x6 images; no ReLU (a perturbation could cross its kink), dropout with a fixed seed.
+    // On 1x6x6 images; no ReLU or max-pooling (a perturbation of the first weights could move a
+    // unit across ReLU's kink or change a window's maximum: both are checked on their own, on
+    // inputs kept away from such switches), dropout with a fixed seed.
     let planned = architecture::parse(
-        "conv 2 3 padding 1, batchnorm, tanh, maxpool 2, conv 3 2, avgpool 2 stride 1, flatten, dropout 0.3, linear 4",
+        "conv 2 3 padding 1, batchnorm, tanh, avgpool 2, conv 3 2, avgpool 2 stride 1, flatten, dropout 0.3, linear 4",
         Shape::Image {
             channels: 1,
             height: 6,

@@ -184,18 +184,12 @@ impl Layer for BatchNorm1d {
         self.grad_input.view()
     }
     fn params(&mut self) -> Vec<Param<'_>> {
-        vec![
-            Param {
-                name: "gamma",
-                value: self.gamma.as_slice_mut().expect("standard layout"),
-                grad: self.grad_gamma.as_slice().expect("standard layout"),
-            },
-            Param {
-                name: "beta",
-                value: self.beta.as_slice_mut().expect("standard layout"),
-                grad: self.grad_beta.as_slice().expect("standard layout"),
-            },
-        ]
+        gamma_and_beta(
+            &mut self.gamma,
+            &self.grad_gamma,
+            &mut self.beta,
+            &self.grad_beta,
+        )
     }
 
     /// The batch's mean and variance tie every row's output to the rest of the batch.
@@ -213,27 +207,69 @@ impl Layer for BatchNorm1d {
         }
     }
 
-    /// PyTorch's names: `weight` is γ, `bias` is β.
     fn export(&self) -> Vec<Tensor> {
-        let tensor = |name, values: &Array1<f32>| Tensor {
-            name,
-            shape: vec![values.len()],
-            values: values.to_vec(),
-        };
-        vec![
-            tensor("weight", &self.gamma),
-            tensor("bias", &self.beta),
-            tensor("running_mean", &self.running_mean),
-            tensor("running_var", &self.running_var),
-        ]
+        export_normalisation([
+            &self.gamma,
+            &self.beta,
+            &self.running_mean,
+            &self.running_var,
+        ])
     }
 
     fn import(&mut self, tensor: &mut TensorSource<'_>) -> Result<(), String> {
-        let shape = [self.features()];
-        self.gamma = Array1::from_vec(tensor("weight", &shape)?);
-        self.beta = Array1::from_vec(tensor("bias", &shape)?);
-        self.running_mean = Array1::from_vec(tensor("running_mean", &shape)?);
-        self.running_var = Array1::from_vec(tensor("running_var", &shape)?);
+        [self.gamma, self.beta, self.running_mean, self.running_var] =
+            import_normalisation(tensor, self.features())?;
         Ok(())
     }
+}
+
+/// γ and β as a batch normalisation's parameters, with their gradients.
+pub(super) fn gamma_and_beta<'a>(
+    gamma: &'a mut Array1<f32>,
+    grad_gamma: &'a Array1<f32>,
+    beta: &'a mut Array1<f32>,
+    grad_beta: &'a Array1<f32>,
+) -> Vec<Param<'a>> {
+    vec![
+        Param {
+            name: "gamma",
+            value: gamma.as_slice_mut().expect("standard layout"),
+            grad: grad_gamma.as_slice().expect("standard layout"),
+        },
+        Param {
+            name: "beta",
+            value: beta.as_slice_mut().expect("standard layout"),
+            grad: grad_beta.as_slice().expect("standard layout"),
+        },
+    ]
+}
+
+/// The names PyTorch saves a batch normalisation's γ, β and running estimates under.
+const NORMALISATION_TENSORS: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
+
+/// γ, β, running mean and running variance as PyTorch names them (`weight` is γ, `bias` is β).
+pub(super) fn export_normalisation(values: [&Array1<f32>; 4]) -> Vec<Tensor> {
+    NORMALISATION_TENSORS
+        .iter()
+        .zip(values)
+        .map(|(&name, values)| Tensor {
+            name,
+            shape: vec![values.len()],
+            values: values.to_vec(),
+        })
+        .collect()
+}
+
+/// Reads what [`export_normalisation`] saves, each of length `len`.
+pub(super) fn import_normalisation(
+    tensor: &mut TensorSource<'_>,
+    len: usize,
+) -> Result<[Array1<f32>; 4], String> {
+    let mut read = |name| tensor(name, &[len]).map(Array1::from_vec);
+    Ok([
+        read(NORMALISATION_TENSORS[0])?,
+        read(NORMALISATION_TENSORS[1])?,
+        read(NORMALISATION_TENSORS[2])?,
+        read(NORMALISATION_TENSORS[3])?,
+    ])
 }

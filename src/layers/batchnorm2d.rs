@@ -30,7 +30,9 @@
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::batchnorm::{EPSILON, MOMENTUM};
+use super::batchnorm::{
+    export_normalisation, gamma_and_beta, import_normalisation, EPSILON, MOMENTUM,
+};
 use super::{check_features, ensure_shape, Layer, LayerSpec, Param, Tensor, TensorSource};
 
 /// Normalises each channel over the batch and its pixels, then scales by `gamma` and shifts by `beta`.
@@ -210,18 +212,12 @@ impl Layer for BatchNorm2d {
     }
 
     fn params(&mut self) -> Vec<Param<'_>> {
-        vec![
-            Param {
-                name: "gamma",
-                value: self.gamma.as_slice_mut().expect("standard layout"),
-                grad: self.grad_gamma.as_slice().expect("standard layout"),
-            },
-            Param {
-                name: "beta",
-                value: self.beta.as_slice_mut().expect("standard layout"),
-                grad: self.grad_beta.as_slice().expect("standard layout"),
-            },
-        ]
+        gamma_and_beta(
+            &mut self.gamma,
+            &self.grad_gamma,
+            &mut self.beta,
+            &self.grad_beta,
+        )
     }
 
     /// The batch's statistics tie every row's output to the rest of the batch.
@@ -240,27 +236,18 @@ impl Layer for BatchNorm2d {
         }
     }
 
-    /// PyTorch's names: `weight` is γ, `bias` is β.
     fn export(&self) -> Vec<Tensor> {
-        let tensor = |name, values: &Array1<f32>| Tensor {
-            name,
-            shape: vec![values.len()],
-            values: values.to_vec(),
-        };
-        vec![
-            tensor("weight", &self.gamma),
-            tensor("bias", &self.beta),
-            tensor("running_mean", &self.running_mean),
-            tensor("running_var", &self.running_var),
-        ]
+        export_normalisation([
+            &self.gamma,
+            &self.beta,
+            &self.running_mean,
+            &self.running_var,
+        ])
     }
 
     fn import(&mut self, tensor: &mut TensorSource<'_>) -> Result<(), String> {
-        let shape = [self.channels];
-        self.gamma = Array1::from_vec(tensor("weight", &shape)?);
-        self.beta = Array1::from_vec(tensor("bias", &shape)?);
-        self.running_mean = Array1::from_vec(tensor("running_mean", &shape)?);
-        self.running_var = Array1::from_vec(tensor("running_var", &shape)?);
+        [self.gamma, self.beta, self.running_mean, self.running_var] =
+            import_normalisation(tensor, self.channels)?;
         Ok(())
     }
 }

@@ -41,10 +41,15 @@ impl UpdateRule for Sgd {
         // PyTorch's scalars are doubles, rounded to f32 where they multiply f32 tensors.
         let (lr, decay, mu) = (lr as f32, self.weight_decay as f32, self.momentum as f32);
         match state {
+            // Vanilla SGD gets a loop of its own, with nothing in it to stop it vectorising.
+            [] if decay == 0.0 => {
+                for (v, &g) in values.iter_mut().zip(grads) {
+                    *v -= lr * g;
+                }
+            }
             [] => {
                 for (v, &g) in values.iter_mut().zip(grads) {
-                    let g = if decay != 0.0 { g + decay * *v } else { g };
-                    *v -= lr * g;
+                    *v -= lr * (g + decay * *v);
                 }
             }
             [buffer] => {
