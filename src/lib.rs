@@ -14,12 +14,14 @@
 //! - [`optim`]: the optimisers (SGD with momentum and weight decay, Adam, AdamW) and their state;
 //! - [`schedule`]: learning-rate schedules (step, cosine, one-cycle, warm-up);
 //! - [`train`]: epochs of minibatches or full batches, each step an optimiser's;
+//! - [`fit`]: a whole training run with evaluations, checkpoints, interruption and divergence;
+//! - [`architecture`]: architectures written as text, with inferred shapes and a summary table;
 //! - [`gemm`]: the matrix product every layer's work goes through;
 //! - [`init`]: the weight initialisations (`he`, `xavier`, `gaussian`, `samson`);
 //! - [`data`]: reading, finding, downloading and preparing MNIST;
 //! - [`gradcheck`]: finite-difference checks of backward passes;
 //! - [`experiments`]: the seeds' experiments with their exact settings;
-//! - [`bench`]: the workloads `mnist-nn bench` times, and this machine's GEMM peak;
+//! - [`bench`](mod@bench): the workloads `mnist-nn bench` times, and this machine's GEMM peak;
 //! - [`model`]: saving and loading trained networks (`.safetensors`, PyTorch-compatible names);
 //! - [`draw`]: digits in the terminal and as PNG.
 //!
@@ -57,6 +59,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod draw;
 pub mod experiments;
+pub mod fit;
 pub mod gemm;
 pub mod gradcheck;
 pub mod init;

@@ -2,26 +2,22 @@
 
 mod cli;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 
-use cli::fetch::{fetch_with_progress, load_raw_mnist, mirrors};
-use cli::fit::{fit, Resume, Run};
-use mnist_nn::architecture::{self, PlannedLayer, Shape};
-use mnist_nn::data::{locate, Mnist, Preprocessing, Regime, CLASSES, IMAGE_PIXELS, SEED000_TRAIN};
+use cli::fetch::{fetch_with_progress, mirrors};
+use cli::train::{launch, Plan};
+use mnist_nn::architecture::{self, Shape};
+use mnist_nn::data::{locate, Regime, CLASSES, SEED000_TRAIN};
+use mnist_nn::experiments;
 use mnist_nn::init::Init;
-use mnist_nn::layers::LayerSpec;
-use mnist_nn::model::{self, Training};
-use mnist_nn::network::Network;
-use mnist_nn::optim::{Optimizer, OptimizerSettings};
+use mnist_nn::optim::OptimizerSettings;
 use mnist_nn::schedule::Schedule;
-use mnist_nn::seeded_rng;
 use mnist_nn::train::Batching;
-use mnist_nn::{checkpoint, experiments};
 
 /// Images in MNIST's training set.
 const TRAIN_IMAGES: usize = 60_000;
@@ -182,7 +178,7 @@ struct ExperimentArgs {
 
 /// Flags shared by `train` and `experiment`.
 #[derive(Args)]
-struct RunArgs {
+pub struct RunArgs {
     /// Seed of the random generator (initialisation, shuffling, dropout).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -275,36 +271,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.is::<cli::fit::Interrupted>() => ExitCode::from(130),
+        Err(error) if error.is::<cli::train::Interrupted>() => ExitCode::from(130),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// What `train` or `experiment` chose; [`launch`] does the rest the same way for both.
-struct Plan {
-    /// `train`, or `experiment NAME`.
-    command: String,
-    /// Lines of configuration printed under the title.
-    settings: Vec<(&'static str, String)>,
-    /// The architecture, checked, with its shapes.
-    layers: Vec<PlannedLayer>,
-    init: Init,
-    lr: f32,
-    batching: Batching,
-    epochs: usize,
-    optimizer: OptimizerSettings,
-    schedule: Schedule,
-    warmup_steps: u64,
-    /// Training images held out for validation.
-    validation: usize,
-    standardise: bool,
-    /// Evaluate on the test set every this many epochs unless `--test-every` says otherwise.
-    test_every: Option<usize>,
-    /// Whether a model continued with `--from` must have `layers` (experiments) or brings its own.
-    from_must_match: bool,
 }
 
 fn train(args: TrainArgs) -> Result<()> {
@@ -379,194 +351,6 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
         from_must_match: true,
     };
     launch(plan, &args.run)
-}
-
-/// Builds (or loads) the network, reads the data, and trains as `plan` and the flags say.
-fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
-    let mut rng = seeded_rng(args.seed);
-    let fresh = architecture::build(&plan.layers, plan.init, &mut rng);
-    let specs = |n: &Network| -> Vec<LayerSpec> { n.layers().iter().map(|l| l.spec()).collect() };
-    let from = continued_model(args, plan.standardise)?;
-    if let Some(saved) = &from {
-        if plan.from_must_match && specs(&saved.network) != specs(&fresh) {
-            bail!(
-                "{}: the model's architecture is not this experiment's",
-                args.from.as_deref().unwrap_or(Path::new("")).display()
-            );
-        }
-    }
-    let (raw, dir) = load_raw_mnist(args.data_dir.as_deref())?;
-    if plan.validation >= raw.train.len() {
-        bail!(
-            "holding out {} images for validation leaves none of the {} in {} to train on",
-            plan.validation,
-            raw.train.len(),
-            dir.display()
-        );
-    }
-    let mnist = Mnist::prepare_split(&raw, plan.validation, plan.standardise);
-    drop(raw);
-    let (mut network, epochs_before, init) = match from {
-        Some(saved) => (saved.network, saved.training.epochs, saved.training.init),
-        None => (fresh, 0, Some(plan.init.to_string())),
-    };
-    let record = Training {
-        command: plan.command.clone(),
-        epochs: epochs_before + plan.epochs,
-        lr: plan.lr,
-        batch_size: match plan.batching {
-            Batching::Mini(size) => Some(size),
-            Batching::Full => None,
-        },
-        seed: args.seed,
-        init: init.clone(),
-        optimizer: plan.optimizer,
-        schedule: plan.schedule,
-        warmup_steps: plan.warmup_steps,
-    };
-    let resume = resume_point(args, &record, &mut network, &mut rng)?;
-    let mut settings = vec![("network", network_summary(&network))];
-    settings.extend(plan.settings);
-    settings.push(("initialisation", init.unwrap_or_else(|| "unknown".into())));
-    settings.push(("seed", args.seed.to_string()));
-    let default_log_every = if mnist.validation.is_some() {
-        1
-    } else {
-        (plan.epochs / 10).max(1)
-    };
-    let summary = args.summary.then(|| {
-        let planned = architecture::plan(&specs(&network), Shape::MNIST);
-        architecture::summary(&planned, |i| network.layers()[i].describe())
-    });
-    let run = Run {
-        title: format!("mnist-nn {}", plan.command),
-        settings,
-        summary,
-        mnist: &mnist,
-        data_dir: &dir,
-        lr: plan.lr,
-        batching: plan.batching,
-        optimizer: plan.optimizer,
-        schedule: plan.schedule,
-        warmup_steps: plan.warmup_steps,
-        epochs: plan.epochs,
-        log_every: args.log_every.unwrap_or(default_log_every),
-        test_every: args.test_every.or(plan.test_every),
-        from: args.from.as_deref(),
-        save: args.save.as_deref(),
-        metrics: args.metrics.as_deref(),
-        plot: args.plot.as_deref(),
-        record,
-        checkpoint: &args.checkpoint,
-        checkpoint_every: args.checkpoint_every,
-        resume,
-    };
-    fit(&mut network, run, &mut rng)
-}
-
-/// The model to continue from, if `--from` was given, checked against the run's scaling of the
-/// pixels.
-fn continued_model(run: &RunArgs, standardise: bool) -> Result<Option<model::SavedModel>> {
-    let Some(path) = &run.from else {
-        return Ok(None);
-    };
-    let saved = model::load(path)?;
-    let standardised = matches!(saved.preprocessing, Preprocessing::Standardise { .. });
-    if standardised != standardise {
-        let expected = if standardise {
-            "standardised pixels"
-        } else {
-            "pixels / 255"
-        };
-        bail!(
-            "{}: the model was trained on differently scaled pixels; this run needs {expected}",
-            path.display()
-        );
-    }
-    Ok(Some(saved))
-}
-
-/// With `--resume`, replaces `network` and `rng` by the checkpoint's and returns where the run
-/// stood, with the optimiser's state; the checkpoint must come from the same command with the
-/// same settings.
-fn resume_point(
-    run: &RunArgs,
-    record: &Training,
-    network: &mut Network,
-    rng: &mut mnist_nn::SeededRng,
-) -> Result<Option<Resume>> {
-    let Some(path) = &run.resume else {
-        return Ok(None);
-    };
-    let mut saved = checkpoint::load(path)?;
-    let theirs = &saved.model.training;
-    let same = record.command == theirs.command
-        && record.epochs == theirs.epochs
-        && record.lr == theirs.lr
-        && record.batch_size == theirs.batch_size
-        && record.seed == theirs.seed
-        && record.optimizer == theirs.optimizer
-        && record.schedule == theirs.schedule
-        && record.warmup_steps == theirs.warmup_steps;
-    if !same {
-        bail!(
-            "{}: the checkpoint comes from `{}` with {} epochs, learning rate {}, batch size {:?}, seed {}, \
-             {}, schedule {}, warm-up {}; resume with the same settings",
-            path.display(),
-            theirs.command,
-            theirs.epochs,
-            theirs.lr,
-            theirs.batch_size,
-            theirs.seed,
-            theirs.optimizer,
-            theirs.schedule,
-            theirs.warmup_steps
-        );
-    }
-    let specs = |n: &Network| -> Vec<LayerSpec> { n.layers().iter().map(|l| l.spec()).collect() };
-    if specs(network) != specs(&saved.model.network) {
-        bail!(
-            "{}: the checkpoint's network is not this run's",
-            path.display()
-        );
-    }
-    let lengths: Vec<usize> = saved
-        .model
-        .network
-        .params()
-        .iter()
-        .map(|p| p.value.len())
-        .collect();
-    let mut optimizer = Optimizer::new(record.optimizer, record.lr as f64);
-    saved
-        .restore_optimizer(&mut optimizer, &lengths)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    *network = saved.model.network;
-    *rng = saved.rng;
-    println!(
-        "resuming from {} after {} epochs",
-        path.display(),
-        saved.epochs_done
-    );
-    Ok(Some(Resume {
-        epochs_done: saved.epochs_done,
-        progress: saved.progress,
-        optimizer,
-    }))
-}
-
-/// `784-32-16-10` for a multilayer perceptron, else the layers in one line.
-fn network_summary(network: &Network) -> String {
-    let specs: Vec<LayerSpec> = network.layers().iter().map(|l| l.spec()).collect();
-    let mut sizes = vec![IMAGE_PIXELS.to_string()];
-    for spec in &specs {
-        match spec {
-            LayerSpec::Linear { outputs, .. } => sizes.push(outputs.to_string()),
-            LayerSpec::ReLU => {}
-            _ => return network.describe(),
-        }
-    }
-    sizes.join("-")
 }
 
 fn download(args: DownloadArgs) -> Result<()> {

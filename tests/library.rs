@@ -438,3 +438,101 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
         .unwrap_err();
     assert!(error.contains("expected 3"), "{error}");
 }
+
+#[test]
+fn a_fit_stops_on_request_and_at_divergence() {
+    use mnist_nn::data::{Mnist, Preprocessing};
+    use mnist_nn::fit::{CheckpointTarget, Fit, Outcome};
+    use mnist_nn::model::{self, Training};
+    use mnist_nn::schedule::Schedule;
+    let images = Array2::from_shape_fn((320, 784), |(i, j)| ((i * 13 + j * 7) % 29) as f32 / 29.0);
+    let data = Dataset::new(images, (0..320).map(|i| (i % 10) as u8).collect());
+    let mnist = Mnist {
+        train: data.clone(),
+        validation: None,
+        test: data.head(32),
+        preprocessing: Preprocessing::Scale255,
+    };
+    let training = Training {
+        command: "test".into(),
+        epochs: 3,
+        lr: 0.1,
+        batch_size: Some(32),
+        seed: 0,
+        init: None,
+        optimizer: OptimizerSettings::PLAIN_SGD,
+        schedule: Schedule::Constant,
+        warmup_steps: 0,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("ck.safetensors");
+    let fit = Fit {
+        data: &mnist,
+        epochs: 3,
+        evaluate_every: 1,
+        test_every: None,
+        checkpoint: Some(CheckpointTarget {
+            path: &checkpoint,
+            every: None,
+        }),
+        training: &training,
+        keep_last_finite: true,
+    };
+    // Asked to stop after the third step: the checkpoint holds the position.
+    let mut rng = seeded_rng(44);
+    let mut network = Network::mlp(&[784, 16, 10], Init::He, &mut rng);
+    let mut trainer = Trainer::sgd(0.1, Batching::Mini(32));
+    let steps = std::cell::Cell::new(0);
+    let stop = || {
+        steps.set(steps.get() + 1);
+        steps.get() >= 3
+    };
+    let (outcome, records) = fit
+        .run(&mut network, &mut trainer, &mut rng, None, stop, &mut ())
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Interrupted {
+            epochs_done: 0,
+            examples_done: 96
+        }
+    );
+    assert!(records.is_empty());
+    assert_eq!(
+        mnist_nn::checkpoint::load(&checkpoint)
+            .unwrap()
+            .progress
+            .done,
+        96
+    );
+    // A learning rate that blows up: the first epoch diverges, and the last finite state is the start.
+    let mut rng = seeded_rng(45);
+    let mut network = Network::mlp(&[784, 16, 10], Init::He, &mut rng);
+    let start = weights(&mut network);
+    let mut trainer = Trainer::sgd(1e4, Batching::Mini(32));
+    let (outcome, _) = fit
+        .run(
+            &mut network,
+            &mut trainer,
+            &mut rng,
+            None,
+            || false,
+            &mut (),
+        )
+        .unwrap();
+    match outcome {
+        Outcome::Diverged {
+            epoch, last_finite, ..
+        } => {
+            assert_eq!(epoch, 1);
+            let mut kept = model::from_bytes(&last_finite.expect("kept"))
+                .unwrap()
+                .network;
+            assert!(
+                weights(&mut kept) == start,
+                "the kept model is not the start"
+            );
+        }
+        other => panic!("expected divergence, got {other:?}"),
+    }
+}

@@ -12,7 +12,7 @@ use mnist_nn::data::Mnist;
 use mnist_nn::gemm;
 
 use super::fetch::load_raw_mnist;
-use super::fit::progress_bar;
+use super::train::progress_bar;
 
 /// Side of the square product that measures the machine's peak.
 const PEAK_SIZE: usize = 2048;

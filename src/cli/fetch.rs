@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use mnist_nn::data::download::{download_mnist, DownloadEvent, MIRRORS};
 use mnist_nn::data::{load_raw, locate, RawMnist};
 
-use super::fit::progress_bar;
+use super::train::progress_bar;
 
 /// Finds MNIST (downloading it into the cache when it is nowhere and no folder was named) and
 /// reads it as stored. Returns the data and the folder it came from.

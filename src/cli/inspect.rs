@@ -11,7 +11,7 @@ use mnist_nn::loss::{argmax, loss_and_correct};
 use mnist_nn::{draw, model};
 
 use super::fetch::load_raw_mnist;
-use super::fit::progress_bar;
+use super::train::progress_bar;
 
 #[derive(Args)]
 pub struct ShowArgs {

@@ -2,7 +2,7 @@
 
 pub mod bench;
 pub mod fetch;
-pub mod fit;
 pub mod inspect;
 pub mod plot;
 pub mod predict;
+pub mod train;

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use mnist_nn::atomic::write_atomically;
 
-use super::fit::EpochRecord;
+use mnist_nn::fit::EpochRecord;
 
 const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 420;
