@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use mnist_nn::data::{load_raw, locate, Mnist, Regime};
+use mnist_nn::data::{load_raw, locate, DataSet, Mnist, Regime};
 
 #[derive(Parser)]
 #[command(
@@ -63,9 +63,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // ---- Data: 60,000 training and 10,000 test images, pixels scaled to [0, 1]. ----
     let env_dir = std::env::var_os("MNIST_DIR").map(PathBuf::from);
-    let candidates = locate::candidates(args.data_dir.as_deref(), env_dir.as_deref());
+    let candidates =
+        locate::candidates(DataSet::Mnist, args.data_dir.as_deref(), env_dir.as_deref());
     let dir = locate::find(&candidates)
-        .ok_or_else(|| locate::not_found_message(&candidates, None))?
+        .ok_or_else(|| locate::not_found_message(DataSet::Mnist, &candidates, None))?
         .dir
         .clone();
     let mnist = Mnist::prepare(&load_raw(&dir)?, Regime::Seed003);

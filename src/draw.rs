@@ -29,9 +29,36 @@ pub fn terminal(pixels: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Glyphs 3 pixels wide and 5 tall for captions, one row mask per line (bit 2 = left).
+/// Glyphs 3 pixels wide and 5 tall for captions, one row mask per line (bit 2 = left): digits,
+/// capital letters (small ones are drawn as capitals), `/`, `-` and space.
 fn glyph(c: char) -> Option<[u8; 5]> {
-    Some(match c {
+    Some(match c.to_ascii_uppercase() {
+        'A' => [0b010, 0b101, 0b111, 0b101, 0b101],
+        'B' => [0b110, 0b101, 0b110, 0b101, 0b110],
+        'C' => [0b011, 0b100, 0b100, 0b100, 0b011],
+        'D' => [0b110, 0b101, 0b101, 0b101, 0b110],
+        'E' => [0b111, 0b100, 0b110, 0b100, 0b111],
+        'F' => [0b111, 0b100, 0b110, 0b100, 0b100],
+        'G' => [0b011, 0b100, 0b101, 0b101, 0b011],
+        'H' => [0b101, 0b101, 0b111, 0b101, 0b101],
+        'I' => [0b111, 0b010, 0b010, 0b010, 0b111],
+        'J' => [0b001, 0b001, 0b001, 0b101, 0b010],
+        'K' => [0b101, 0b101, 0b110, 0b101, 0b101],
+        'L' => [0b100, 0b100, 0b100, 0b100, 0b111],
+        'M' => [0b101, 0b111, 0b111, 0b101, 0b101],
+        'N' => [0b110, 0b101, 0b101, 0b101, 0b101],
+        'O' => [0b010, 0b101, 0b101, 0b101, 0b010],
+        'P' => [0b110, 0b101, 0b110, 0b100, 0b100],
+        'Q' => [0b010, 0b101, 0b101, 0b110, 0b011],
+        'R' => [0b110, 0b101, 0b110, 0b101, 0b101],
+        'S' => [0b011, 0b100, 0b010, 0b001, 0b110],
+        'T' => [0b111, 0b010, 0b010, 0b010, 0b010],
+        'U' => [0b101, 0b101, 0b101, 0b101, 0b111],
+        'V' => [0b101, 0b101, 0b101, 0b101, 0b010],
+        'W' => [0b101, 0b101, 0b111, 0b111, 0b101],
+        'X' => [0b101, 0b101, 0b010, 0b101, 0b101],
+        'Y' => [0b101, 0b101, 0b010, 0b010, 0b010],
+        'Z' => [0b111, 0b001, 0b010, 0b100, 0b111],
         '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
         '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
         '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
@@ -49,9 +76,10 @@ fn glyph(c: char) -> Option<[u8; 5]> {
     })
 }
 
-/// Draws `digits` (each 28x28 pixels with a caption of digits, spaces, `/` or `-`) in a grid of
-/// `columns` columns, enlarged `scale` times, dark ink on white, each caption centred under its
-/// digit. Returns the PNG file's bytes.
+/// Draws `digits` (each 28x28 pixels with a caption of letters, digits, spaces, `/` or `-`, on
+/// one line or several separated by `\n`) in a grid of `columns` columns, enlarged `scale` times,
+/// dark ink on white, each caption line centred under its picture (in smaller letters where a
+/// line would be wider than the picture). Returns the PNG file's bytes.
 pub fn png_grid(
     digits: &[(&[u8], String)],
     columns: usize,
@@ -63,8 +91,14 @@ pub fn png_grid(
     );
     let side = IMAGE_SIDE as u32 * scale;
     let (gap, font) = (scale * 2, scale.max(2));
+    let lines = digits
+        .iter()
+        .map(|(_, caption)| caption.lines().count() as u32)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let cell_width = side + gap;
-    let cell_height = side + 5 * font + 3 * gap;
+    let cell_height = side + lines * (5 * font + gap) + 2 * gap;
     let columns = columns.min(digits.len().max(1));
     let rows = digits.len().div_ceil(columns).max(1);
     let mut canvas = GrayImage::from_pixel(
@@ -86,9 +120,14 @@ pub fn png_grid(
                 canvas.put_pixel(left + x, top + y, Luma([255 - ink]));
             }
         }
-        let width = caption.chars().count() as u32 * 4 * font;
-        let pen = left + side.saturating_sub(width) / 2;
-        write_text(&mut canvas, caption, pen, top + side + gap, font, Luma([0]));
+        for (line_number, line) in caption.lines().enumerate() {
+            let chars = line.chars().count().max(1) as u32;
+            let font = font.min((side / (4 * chars)).max(1));
+            let width = chars * 4 * font;
+            let pen = left + side.saturating_sub(width) / 2;
+            let y = top + side + gap + line_number as u32 * (5 * scale.max(2) + gap);
+            write_text(&mut canvas, line, pen, y, font, Luma([0]));
+        }
     }
     encode(&canvas)
 }

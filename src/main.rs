@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use cli::fetch::{fetch_with_progress, mirrors};
 use cli::train::{launch, Plan};
 use mnist_nn::architecture::{self, Shape};
-use mnist_nn::data::{locate, Regime, CLASSES, SEED000_TRAIN};
+use mnist_nn::data::{locate, DataSet, Regime, CLASSES, SEED000_TRAIN};
 use mnist_nn::experiments;
 use mnist_nn::init::Init;
 use mnist_nn::optim::OptimizerSettings;
@@ -45,7 +45,8 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// Show MNIST digits and their labels in the terminal, and optionally as a PNG.
     Show(cli::inspect::ShowArgs),
-    /// Download the four MNIST files, verified against their published SHA-256.
+    /// Download the four files of MNIST (or --dataset fashion-mnist, kmnist), verified against
+    /// their published checksums.
     Download(DownloadArgs),
     /// Time training epochs of three workloads against this machine's matrix-product peak.
     Bench(cli::bench::BenchArgs),
@@ -182,7 +183,11 @@ pub struct RunArgs {
     /// Seed of the random generator (initialisation, shuffling, dropout).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
+    /// The data set: mnist, fashion-mnist or kmnist.
+    #[arg(long, default_value = "mnist", value_parser = str::parse::<DataSet>)]
+    dataset: DataSet,
+    /// Folder holding the data set [default: its variable ($MNIST_DIR, $FASHION_MNIST_DIR,
+    /// $KMNIST_DIR), ./data/NAME, ../shared/data/NAME, the system package, the cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Print the architecture as a table (output shapes, parameters, FLOPs) before training.
@@ -221,7 +226,10 @@ pub struct RunArgs {
 
 #[derive(Args)]
 struct DownloadArgs {
-    /// Where to put the files [default: the user's cache folder].
+    /// The data set: mnist, fashion-mnist or kmnist.
+    #[arg(long, default_value = "mnist", value_parser = str::parse::<DataSet>)]
+    dataset: DataSet,
+    /// Where to put the files [default: the user's cache folder for the set].
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Base URL to fetch from instead of $MNIST_NN_MIRROR or the built-in mirrors (repeatable).
@@ -354,11 +362,14 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
 }
 
 fn download(args: DownloadArgs) -> Result<()> {
+    let set = args.dataset;
     let dir = match args.dir {
         Some(dir) => dir,
-        None => locate::cache_dir().context("this system has no cache folder: pass --dir DIR")?,
+        None => {
+            locate::cache_dir(set).context("this system has no cache folder: pass --dir DIR")?
+        }
     };
-    fetch_with_progress(&dir, &mirrors(args.mirror))?;
-    println!("MNIST is in {}", dir.display());
+    fetch_with_progress(set, &dir, &mirrors(set, args.mirror))?;
+    println!("{} is in {}", set.title(), dir.display());
     Ok(())
 }

@@ -28,7 +28,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomically;
-use crate::data::{Preprocessing, CLASSES, IMAGE_PIXELS};
+use crate::data::{DataSet, Preprocessing, CLASSES, IMAGE_PIXELS};
 use crate::layers::{Layer, LayerSpec};
 use crate::network::Network;
 use crate::optim::OptimizerSettings;
@@ -63,6 +63,9 @@ pub struct Training {
     /// Steps of linear warm-up.
     #[serde(default)]
     pub warmup_steps: u64,
+    /// The data set it was trained on (MNIST for models saved before there was a choice).
+    #[serde(default)]
+    pub dataset: DataSet,
 }
 
 fn plain_sgd() -> OptimizerSettings {

@@ -726,6 +726,7 @@ fn broken_model_files_are_refused_by_every_command_that_reads_them() {
         optimizer: mnist_nn::optim::OptimizerSettings::PLAIN_SGD,
         schedule: mnist_nn::schedule::Schedule::Constant,
         warmup_steps: 0,
+        dataset: mnist_nn::data::DataSet::Mnist,
     };
     let bytes = mnist_nn::model::to_bytes(
         &network,

@@ -396,6 +396,7 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
         optimizer: settings,
         schedule: Schedule::Constant,
         warmup_steps: 0,
+        dataset: mnist_nn::data::DataSet::Mnist,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ck.safetensors");
@@ -463,6 +464,7 @@ fn a_fit_stops_on_request_and_at_divergence() {
         optimizer: OptimizerSettings::PLAIN_SGD,
         schedule: Schedule::Constant,
         warmup_steps: 0,
+        dataset: mnist_nn::data::DataSet::Mnist,
     };
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("ck.safetensors");

@@ -27,6 +27,7 @@ fn training() -> Training {
         optimizer: OptimizerSettings::PLAIN_SGD,
         schedule: Schedule::Constant,
         warmup_steps: 0,
+        dataset: mnist_nn::data::DataSet::Mnist,
     }
 }
 

@@ -8,10 +8,10 @@ use clap::Args;
 use serde::Serialize;
 
 use mnist_nn::bench::{gemm_peak, time_epochs, Workload, WORKLOADS};
-use mnist_nn::data::Mnist;
+use mnist_nn::data::{DataSet, Mnist};
 use mnist_nn::gemm;
 
-use super::fetch::load_raw_mnist;
+use super::fetch::load_raw_set;
 use super::train::progress_bar;
 
 /// Side of the square product that measures the machine's peak.
@@ -28,7 +28,11 @@ pub struct BenchArgs {
     /// Print one JSON object keyed by workload name instead of a table.
     #[arg(long)]
     json: bool,
-    /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
+    /// The data set the workloads train on: mnist, fashion-mnist or kmnist.
+    #[arg(long, default_value = "mnist", value_parser = str::parse::<DataSet>)]
+    dataset: DataSet,
+    /// Folder holding the data set [default: its variable, ./data/NAME, ../shared/data/NAME, the
+    /// system package, the cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -59,7 +63,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             .map(|name| Workload::find(name).expect("clap checked the name"))
             .collect()
     };
-    let (raw, _) = load_raw_mnist(args.data_dir.as_deref())?;
+    let (raw, _) = load_raw_set(args.dataset, args.data_dir.as_deref())?;
     let peak = gemm_peak(PEAK_SIZE, 10);
     if !args.json {
         println!(

@@ -1,4 +1,5 @@
-//! Looking at data and models: `show` draws MNIST digits, `eval` takes a saved model apart.
+//! Looking at data and models: `show` draws images with their classes, `eval` takes a saved model
+//! apart.
 
 use std::path::PathBuf;
 
@@ -6,11 +7,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use mnist_nn::atomic::write_atomically;
-use mnist_nn::data::CLASSES;
+use mnist_nn::data::{DataSet, CLASSES};
 use mnist_nn::loss::{argmax, loss_and_correct};
 use mnist_nn::{draw, model};
 
-use super::fetch::load_raw_mnist;
+use super::fetch::load_raw_set;
 use super::train::progress_bar;
 
 #[derive(Args)]
@@ -21,16 +22,30 @@ pub struct ShowArgs {
     /// The training (60,000) or test (10,000) images.
     #[arg(long, value_parser = ["train", "test"], default_value = "train")]
     split: String,
-    /// Also write the digits, enlarged and captioned with their labels, to this PNG file.
+    /// Also write the images, enlarged and captioned with their classes, to this PNG file.
     #[arg(long)]
     png: Option<PathBuf>,
-    /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
+    /// The data set: mnist, fashion-mnist or kmnist.
+    #[arg(long, default_value = "mnist", value_parser = str::parse::<DataSet>)]
+    dataset: DataSet,
+    /// Folder holding the data set [default: its variable, ./data/NAME, ../shared/data/NAME, the
+    /// system package, the cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
 
+/// A label as the terminal shows it: `4` for MNIST, `4 (Coat)` for the others.
+fn label_text(set: DataSet, label: u8) -> String {
+    if set == DataSet::Mnist {
+        label.to_string()
+    } else {
+        format!("{label} ({})", set.class_name(label))
+    }
+}
+
 pub fn show(args: ShowArgs) -> Result<()> {
-    let (raw, _) = load_raw_mnist(args.data_dir.as_deref())?;
+    let set = args.dataset;
+    let (raw, _) = load_raw_set(set, args.data_dir.as_deref())?;
     let split = if args.split == "test" {
         &raw.test
     } else {
@@ -45,8 +60,10 @@ pub fn show(args: ShowArgs) -> Result<()> {
     }
     for &index in &args.indices {
         println!(
-            "{} image {index}: label {}",
-            args.split, split.labels[index]
+            "{} {} image {index}: label {}",
+            set.title(),
+            args.split,
+            label_text(set, split.labels[index])
         );
         for line in draw::terminal(split.image(index)) {
             println!("  {line}");
@@ -56,7 +73,12 @@ pub fn show(args: ShowArgs) -> Result<()> {
         let digits: Vec<(&[u8], String)> = args
             .indices
             .iter()
-            .map(|&i| (split.image(i), split.labels[i].to_string()))
+            .map(|&i| {
+                (
+                    split.image(i),
+                    set.caption_names()[split.labels[i] as usize].to_string(),
+                )
+            })
             .collect();
         let bytes = draw::png_strip(&digits, 4).context("encoding the PNG")?;
         write_atomically(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -70,13 +92,34 @@ pub struct EvalArgs {
     /// The saved model (.safetensors).
     #[arg(long)]
     model: PathBuf,
-    /// Also write `confusion.png` (a heat map) and `mistakes.png` (misclassified digits, captioned
+    /// Also write `confusion.png` (a heat map) and `mistakes.png` (misclassified images, captioned
     /// true/predicted) into this folder.
     #[arg(long)]
     png: Option<PathBuf>,
-    /// Folder holding MNIST [default: $MNIST_DIR, ./data/mnist, ../shared/data/mnist, the cache].
+    /// The data set [default: the one the model was trained on; another is refused].
+    #[arg(long, value_parser = str::parse::<DataSet>)]
+    dataset: Option<DataSet>,
+    /// Folder holding the data set [default: its variable, ./data/NAME, ../shared/data/NAME, the
+    /// system package, the cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+/// The data set a saved model was trained on, refusing another one named with `--dataset`.
+pub fn model_dataset(
+    model: &std::path::Path,
+    trained_on: DataSet,
+    asked: Option<DataSet>,
+) -> Result<DataSet> {
+    match asked {
+        Some(asked) if asked != trained_on => bail!(
+            "{}: the model was trained on {}, not {}",
+            model.display(),
+            trained_on.title(),
+            asked.title()
+        ),
+        _ => Ok(trained_on),
+    }
 }
 
 /// Most misclassified digits drawn in `mistakes.png`.
@@ -84,7 +127,8 @@ const GALLERY: usize = 100;
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let saved = model::load(&args.model)?;
-    let (raw, dir) = load_raw_mnist(args.data_dir.as_deref())?;
+    let set = model_dataset(&args.model, saved.training.dataset, args.dataset)?;
+    let (raw, dir) = load_raw_set(set, args.data_dir.as_deref())?;
     let test = saved.preprocessing.dataset(&raw.test, 0..raw.test.len());
     let mut network = saved.network;
     let t = &saved.training;
@@ -100,7 +144,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         t.seed
     );
     println!(
-        "  data:           {} ({} test images)",
+        "  data:           {} in {} ({} test images)",
+        set.title(),
         dir.display(),
         test.len()
     );
@@ -141,24 +186,45 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         confusion[truth as usize][predicted as usize] += 1;
     }
 
-    println!("\nper class:\n  digit  images  correct  accuracy");
-    for (digit, row) in confusion.iter().enumerate() {
+    let names = set.class_names();
+    let name_width = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(5);
+    let pad = |name: &str| format!("{name}{}", " ".repeat(name_width - name.chars().count()));
+    println!(
+        "\nper class:\n  {}  images  correct  accuracy",
+        pad("class")
+    );
+    for (class, row) in confusion.iter().enumerate() {
         let total: usize = row.iter().sum();
         println!(
-            "  {digit:>5}  {total:>6}  {:>7}  {:>8.4}",
-            row[digit],
-            row[digit] as f64 / total.max(1) as f64
+            "  {}  {total:>6}  {:>7}  {:>8.4}",
+            pad(names[class]),
+            row[class],
+            row[class] as f64 / total.max(1) as f64
         );
     }
-    println!("\nconfusion matrix (rows: true digit, columns: predicted):");
+    let captions = set.caption_names();
+    let column = captions.iter().map(|c| c.len()).max().unwrap_or(1).max(4) + 1;
+    println!("\nconfusion matrix (rows: true class, columns: predicted):");
     println!(
-        "       {}",
-        (0..CLASSES).map(|d| format!("{d:>5}")).collect::<String>()
+        "  {}{}",
+        " ".repeat(name_width),
+        captions
+            .iter()
+            .map(|c| format!("{c:>column$}"))
+            .collect::<String>()
     );
-    for (digit, row) in confusion.iter().enumerate() {
+    for (class, row) in confusion.iter().enumerate() {
         println!(
-            "  {digit:>3}  {}",
-            row.iter().map(|c| format!("{c:>5}")).collect::<String>()
+            "  {}{}",
+            pad(names[class]),
+            row.iter()
+                .map(|c| format!("{c:>column$}"))
+                .collect::<String>()
         );
     }
 
@@ -174,17 +240,20 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             .filter(|&i| predictions[i] != test.labels[i])
             .take(GALLERY)
             .map(|i| {
-                (
-                    raw.test.image(i),
-                    format!("{}/{}", test.labels[i], predictions[i]),
-                )
+                let (truth, guess) = (test.labels[i] as usize, predictions[i] as usize);
+                let caption = if set == DataSet::Mnist {
+                    format!("{truth}/{guess}")
+                } else {
+                    format!("{}\n{}", captions[truth], captions[guess])
+                };
+                (raw.test.image(i), caption)
             })
             .collect();
         let gallery = draw::png_grid(&mistakes, 10, 3).context("drawing the mistakes")?;
         let path = folder.join("mistakes.png");
         write_atomically(&path, &gallery).with_context(|| format!("writing {}", path.display()))?;
         println!(
-            "wrote {} (the first {} of {} mistakes, captioned true/predicted)",
+            "wrote {} (the first {} of {} mistakes, captioned true/predicted, or true over predicted)",
             path.display(),
             mistakes.len(),
             predictions

@@ -23,7 +23,7 @@ use mnist_nn::schedule::{LrSchedule, Schedule};
 use mnist_nn::seeded_rng;
 use mnist_nn::train::{Batching, EpochProgress, StepReport, Trainer};
 
-use super::fetch::load_raw_mnist;
+use super::fetch::load_raw_set;
 use super::plot::plot_curves;
 use crate::RunArgs;
 
@@ -65,7 +65,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
             );
         }
     }
-    let (raw, dir) = load_raw_mnist(args.data_dir.as_deref())?;
+    let (raw, dir) = load_raw_set(args.dataset, args.data_dir.as_deref())?;
     if plan.validation >= raw.train.len() {
         bail!(
             "holding out {} images for validation leaves none of the {} in {} to train on",
@@ -93,6 +93,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         optimizer: plan.optimizer,
         schedule: plan.schedule,
         warmup_steps: plan.warmup_steps,
+        dataset: args.dataset,
     };
     let resume = resume_point(args, &record, &mut network, &mut rng)?;
     let (start, optimizer) = match resume {
@@ -297,6 +298,14 @@ fn continued_model(run: &RunArgs, standardise: bool) -> Result<Option<model::Sav
         return Ok(None);
     };
     let saved = model::load(path)?;
+    if saved.training.dataset != run.dataset {
+        bail!(
+            "{}: the model was trained on {}; continue it with --dataset {}",
+            path.display(),
+            saved.training.dataset.title(),
+            saved.training.dataset
+        );
+    }
     let standardised = matches!(saved.preprocessing, Preprocessing::Standardise { .. });
     if standardised != standardise {
         let expected = if standardise {
@@ -333,13 +342,15 @@ fn resume_point(
         && record.seed == theirs.seed
         && record.optimizer == theirs.optimizer
         && record.schedule == theirs.schedule
-        && record.warmup_steps == theirs.warmup_steps;
+        && record.warmup_steps == theirs.warmup_steps
+        && record.dataset == theirs.dataset;
     if !same {
         bail!(
-            "{}: the checkpoint comes from `{}` with {} epochs, learning rate {}, batch size {:?}, seed {}, \
-             {}, schedule {}, warm-up {}; resume with the same settings",
+            "{}: the checkpoint comes from `{}` on {} with {} epochs, learning rate {}, batch size {:?}, \
+             seed {}, {}, schedule {}, warm-up {}; resume with the same settings",
             path.display(),
             theirs.command,
+            theirs.dataset,
             theirs.epochs,
             theirs.lr,
             theirs.batch_size,
@@ -456,7 +467,11 @@ fn print_configuration(
     };
     lines.push((
         "data",
-        format!("{} ({split}, {scaling})", data_dir.display()),
+        format!(
+            "{} in {} ({split}, {scaling})",
+            args.dataset.title(),
+            data_dir.display()
+        ),
     ));
     for (label, value) in lines {
         println!("  {:<15} {value}", format!("{label}:"));

@@ -1,8 +1,9 @@
-//! Downloading the four MNIST files, verified, and saved only when they are right.
+//! Downloading the four IDX files of a data set, verified, and saved only when they are right.
 //!
-//! Each file is fetched whole into memory (the largest is 9.9 MB compressed), decompressed, and its
-//! SHA-256 compared with the published one; only then is it written, atomically. A file already
-//! present with the right content is not fetched again.
+//! Each file is fetched whole into memory (the largest is 30 MB compressed) and its SHA-256
+//! compared with the set's checksum (of the decompressed content, or of the `.gz` file where only
+//! that is published, [`Checksum`]); only then is it written, atomically. A file already present
+//! and right is not fetched again.
 
 use std::io::Read;
 use std::path::Path;
@@ -10,24 +11,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::idx::{decompress_if_gzip, read_maybe_gzip};
+use super::idx::decompress_if_gzip;
 use super::locate::IDX_NAMES;
+use super::sets::{Checksum, DataSet};
 use super::DataError;
 use crate::atomic::write_atomically;
-
-/// Mirrors serving the original `.gz` files, tried in order.
-pub const MIRRORS: [&str; 2] = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-];
-
-/// SHA-256 of the *decompressed* content of each file, in [`IDX_NAMES`] order.
-pub const SHA256: [&str; 4] = [
-    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-];
 
 /// What a download reports as it goes, for a progress display.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +37,10 @@ pub enum DownloadEvent {
     Saved(String),
 }
 
-/// Downloads any of the four MNIST files that `dir` lacks (creating `dir` if needed), trying each
-/// base URL of `mirrors` in turn, verifying every file against [`SHA256`].
-pub fn download_mnist(
+/// Downloads any of the four files of `set` that `dir` lacks (creating `dir` if needed), trying
+/// each base URL of `mirrors` in turn, verifying every file against the set's checksums.
+pub fn download(
+    set: DataSet,
     dir: &Path,
     mirrors: &[String],
     on_event: &mut dyn FnMut(DownloadEvent),
@@ -62,11 +51,11 @@ pub fn download_mnist(
         .timeout_global(Some(Duration::from_secs(600)))
         .build()
         .into();
-    for (name, sha) in IDX_NAMES.iter().zip(SHA256) {
+    for (name, checksum) in IDX_NAMES.iter().zip(set.checksums()) {
         let file = format!("{name}.gz");
         let path = dir.join(&file);
-        let present =
-            read_maybe_gzip(&path).is_ok_and(|content| verify(&content, sha, &file).is_ok());
+        let present = std::fs::read(&path)
+            .is_ok_and(|bytes| verify_file(&bytes, checksum, &file, &path).is_ok());
         if present {
             on_event(DownloadEvent::AlreadyPresent(file));
             continue;
@@ -78,7 +67,7 @@ pub fn download_mnist(
             match fetch(&agent, &url, &file, on_event) {
                 Ok(bytes) => {
                     // A mirror that serves wrong bytes is an error, not a reason to try another.
-                    verify(&decompress_if_gzip(bytes.clone(), &url)?, sha, &file)?;
+                    verify_file(&bytes, checksum, &file, Path::new(&url))?;
                     write_atomically(&path, &bytes).map_err(|e| DataError::io(&path, e))?;
                     on_event(DownloadEvent::Saved(file.clone()));
                     saved = true;
@@ -100,9 +89,23 @@ pub fn download_mnist(
     Ok(())
 }
 
-/// Checks the SHA-256 of decompressed `content`.
-pub fn verify(content: &[u8], expected: &str, file: &str) -> Result<(), DataError> {
-    let actual: String = Sha256::digest(content)
+/// Checks the bytes of `file` (a `.gz` file as served, or its content if stored plain; `origin`
+/// names it in errors) against `checksum`.
+pub fn verify_file(
+    bytes: &[u8],
+    checksum: Checksum,
+    file: &str,
+    origin: &Path,
+) -> Result<(), DataError> {
+    let (hashed, expected, what) = match checksum {
+        Checksum::Content(expected) => (
+            decompress_if_gzip(bytes.to_vec(), &origin.display().to_string())?,
+            expected,
+            "the decompressed content",
+        ),
+        Checksum::Compressed(expected) => (bytes.to_vec(), expected, "the compressed file"),
+    };
+    let actual: String = Sha256::digest(&hashed)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -111,6 +114,7 @@ pub fn verify(content: &[u8], expected: &str, file: &str) -> Result<(), DataErro
     } else {
         Err(DataError::Checksum {
             file: file.to_string(),
+            what,
             expected: expected.to_string(),
             actual,
         })

@@ -4,6 +4,10 @@
 //! digit's bounding box scaled to fit 20x20 pixels keeping its aspect ratio (anti-aliased, hence
 //! grey levels), then placed in a 28x28 field so that its centre of mass is at the centre.
 //! A network trained on MNIST only understands digits prepared the same way.
+//!
+//! Fashion-MNIST's pictures were made differently: each product photo, trimmed, was scaled so its
+//! longer side is 28 pixels, as a whole. [`whole_picture`] does that for the other data sets, with
+//! the same handling of colour, transparency and polarity.
 
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, GrayImage, Luma};
@@ -70,6 +74,35 @@ pub fn mnist_like(picture: &DynamicImage) -> Result<Vec<u8>, String> {
         if (0..IMAGE_SIDE as i64).contains(&tx) && (0..IMAGE_SIDE as i64).contains(&ty) {
             out[ty as usize * IMAGE_SIDE + tx as usize] = pixel[0];
         }
+    }
+    Ok(out)
+}
+
+/// The 28x28 pixels (0 = background, 255 = the strongest ink) of the whole `picture`, scaled so
+/// its longer side is 28 pixels and centred: the preparation of pictures for data sets other than
+/// MNIST, whose images were made from whole pictures rather than from a digit's bounding box.
+pub fn whole_picture(picture: &DynamicImage) -> Result<Vec<u8>, String> {
+    let ink = ink_map(picture);
+    let (width, height) = (picture.width(), picture.height());
+    let strongest = ink.iter().copied().fold(0.0f32, f32::max);
+    if strongest < 0.1 {
+        return Err("nothing found: the picture is blank or has no contrast".into());
+    }
+    let grey = GrayImage::from_fn(width, height, |x, y| {
+        let value = ink[(y * width + x) as usize] / strongest;
+        Luma([(value.clamp(0.0, 1.0) * 255.0).round() as u8])
+    });
+    let side = IMAGE_SIDE as u32;
+    let scale = side as f32 / width.max(height) as f32;
+    let (new_w, new_h) = (
+        ((width as f32 * scale).round() as u32).clamp(1, side),
+        ((height as f32 * scale).round() as u32).clamp(1, side),
+    );
+    let scaled = imageops::resize(&grey, new_w, new_h, FilterType::Triangle);
+    let (left, top) = ((side - new_w) / 2, (side - new_h) / 2);
+    let mut out = vec![0u8; IMAGE_SIDE * IMAGE_SIDE];
+    for (x, y, pixel) in scaled.enumerate_pixels() {
+        out[((top + y) * side + left + x) as usize] = pixel[0];
     }
     Ok(out)
 }
@@ -182,6 +215,27 @@ mod tests {
             mnist_like(&DynamicImage::ImageRgba8(transparent)).unwrap(),
             dark_on_light
         );
+    }
+
+    #[test]
+    fn a_whole_picture_is_scaled_to_28_on_its_longer_side_and_centred() {
+        // A light rectangle inside a 56x28 black picture, which becomes 28x14 in rows 7 to 20.
+        let picture = DynamicImage::ImageLuma8(GrayImage::from_fn(56, 28, |x, y| {
+            Luma([if (8..48).contains(&x) && (4..24).contains(&y) {
+                200
+            } else {
+                0
+            }])
+        }));
+        let pixels = whole_picture(&picture).unwrap();
+        let at = |x: usize, y: usize| pixels[y * IMAGE_SIDE + x];
+        assert_eq!(
+            (at(14, 3), at(14, 24)),
+            (0, 0),
+            "rows outside the 14 scaled ones"
+        );
+        assert_eq!(at(14, 14), 255, "the strongest ink becomes 255");
+        assert_eq!(at(1, 14), 0, "the black margin stays background");
     }
 
     #[test]

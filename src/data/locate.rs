@@ -1,15 +1,21 @@
 //! Where the data is: the folders searched, in order, and what a folder must hold.
 //!
-//! 1. `--data-dir DIR` (when given, the only place looked at);
-//! 2. `$MNIST_DIR`;
-//! 3. `./data/mnist`;
-//! 4. `../shared/data/mnist`;
-//! 5. the user's cache folder (`~/.cache/mnist-nn` on Linux), where downloads go.
+//! For a data set called `NAME` (`mnist`, `fashion-mnist`, `kmnist`; see [`DataSet`]):
 //!
-//! A folder holds MNIST if it has the four IDX files (each plain or `.gz`) or seed 000's
+//! 1. `--data-dir DIR` (when given, the only place looked at);
+//! 2. the set's variable: `$MNIST_DIR`, `$FASHION_MNIST_DIR`, `$KMNIST_DIR`;
+//! 3. `./data/NAME`;
+//! 4. `../shared/data/NAME`;
+//! 5. where a system package installs it (`/usr/share/datasets/fashion-mnist`, from Debian's
+//!    `dataset-fashion-mnist`);
+//! 6. the user's cache folder (`~/.cache/mnist-nn/NAME` on Linux), where downloads go.
+//!
+//! A folder holds the set if it has the four IDX files (each plain or `.gz`) or seed 000's
 //! `mnist_train.csv` and `mnist_test.csv`.
 
 use std::path::{Path, PathBuf};
+
+use super::sets::DataSet;
 
 /// The four IDX files, in the order train images, train labels, test images, test labels.
 pub const IDX_NAMES: [&str; 4] = [
@@ -42,13 +48,14 @@ pub struct Candidate {
     pub origin: &'static str,
 }
 
-/// The user's cache folder for MNIST (`~/.cache/mnist-nn/mnist` on Linux), if the system has one.
-pub fn cache_dir() -> Option<PathBuf> {
-    dirs::cache_dir().map(|d| d.join("mnist-nn").join("mnist"))
+/// The user's cache folder for `set` (`~/.cache/mnist-nn/mnist` on Linux), if the system has one.
+pub fn cache_dir(set: DataSet) -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("mnist-nn").join(set.name()))
 }
 
-/// The folders to search, in order. `data_dir` is `--data-dir`, `mnist_dir` the value of `$MNIST_DIR`.
-pub fn candidates(data_dir: Option<&Path>, mnist_dir: Option<&Path>) -> Vec<Candidate> {
+/// The folders to search for `set`, in order. `data_dir` is `--data-dir`, `env_dir` the value of
+/// the set's variable ([`DataSet::env_var`]).
+pub fn candidates(set: DataSet, data_dir: Option<&Path>, env_dir: Option<&Path>) -> Vec<Candidate> {
     if let Some(dir) = data_dir {
         return vec![Candidate {
             dir: dir.to_path_buf(),
@@ -56,21 +63,27 @@ pub fn candidates(data_dir: Option<&Path>, mnist_dir: Option<&Path>) -> Vec<Cand
         }];
     }
     let mut list = Vec::new();
-    if let Some(dir) = mnist_dir {
+    if let Some(dir) = env_dir {
         list.push(Candidate {
             dir: dir.to_path_buf(),
-            origin: "$MNIST_DIR",
+            origin: "the environment variable",
         });
     }
     list.push(Candidate {
-        dir: PathBuf::from("data/mnist"),
+        dir: PathBuf::from("data").join(set.name()),
         origin: "the current folder",
     });
     list.push(Candidate {
-        dir: PathBuf::from("../shared/data/mnist"),
+        dir: PathBuf::from("../shared/data").join(set.name()),
         origin: "the shared folder",
     });
-    if let Some(dir) = cache_dir() {
+    if let Some(dir) = set.system_dir() {
+        list.push(Candidate {
+            dir: PathBuf::from(dir),
+            origin: "the system package",
+        });
+    }
+    if let Some(dir) = cache_dir(set) {
         list.push(Candidate {
             dir,
             origin: "the download cache",
@@ -100,9 +113,13 @@ pub fn find(candidates: &[Candidate]) -> Option<&Candidate> {
     candidates.iter().find(|c| layout_of(&c.dir).is_some())
 }
 
-/// The message for when no folder holds MNIST: where we looked and how to provide the files.
-pub fn not_found_message(candidates: &[Candidate], download_error: Option<&str>) -> String {
-    let mut message = String::from("MNIST not found. Looked in:\n");
+/// The message for when no folder holds `set`: where we looked and how to provide the files.
+pub fn not_found_message(
+    set: DataSet,
+    candidates: &[Candidate],
+    download_error: Option<&str>,
+) -> String {
+    let mut message = format!("{} not found. Looked in:\n", set.title());
     for c in candidates {
         message += &format!("  - {} ({})\n", c.dir.display(), c.origin);
     }
@@ -110,11 +127,12 @@ pub fn not_found_message(candidates: &[Candidate], download_error: Option<&str>)
         message += &format!("and the download failed: {error}\n");
     }
     message += "Provide the data in one of these ways:\n\
-        \x20 - run `mnist-nn download --dir DIR` on a machine with internet access;\n\
+        \x20 - run `mnist-nn download --dataset NAME --dir DIR` on a machine with internet access;\n\
         \x20 - or copy the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,\n\
         \x20   t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or mnist_train.csv and\n\
         \x20   mnist_test.csv) into a folder;\n\
-        then pass that folder with --data-dir DIR or set MNIST_DIR=DIR.";
+        then pass that folder with --data-dir DIR or set ";
+    message += &format!("{}=DIR.", set.env_var());
     message
 }
 
@@ -124,19 +142,25 @@ mod tests {
 
     #[test]
     fn data_dir_flag_is_the_only_candidate() {
-        let list = candidates(Some(Path::new("/x")), Some(Path::new("/y")));
+        let list = candidates(DataSet::Mnist, Some(Path::new("/x")), Some(Path::new("/y")));
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].origin, "--data-dir");
     }
 
     #[test]
-    fn env_comes_before_local_and_shared() {
-        let list = candidates(None, Some(Path::new("/y")));
-        let origins: Vec<_> = list.iter().map(|c| c.origin).collect();
+    fn env_comes_before_local_shared_and_system() {
+        let list = candidates(DataSet::FashionMnist, None, Some(Path::new("/y")));
+        let dirs: Vec<_> = list.iter().map(|c| c.dir.to_str().unwrap()).collect();
         assert_eq!(
-            &origins[..3],
-            &["$MNIST_DIR", "the current folder", "the shared folder"]
+            &dirs[..4],
+            &[
+                "/y",
+                "data/fashion-mnist",
+                "../shared/data/fashion-mnist",
+                "/usr/share/datasets/fashion-mnist"
+            ]
         );
+        assert!(list[4].dir.ends_with("mnist-nn/fashion-mnist"));
     }
 
     #[test]

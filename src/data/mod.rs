@@ -1,4 +1,5 @@
-//! MNIST: reading the files, finding them, downloading them, and preparing them for training.
+//! MNIST and its look-alikes ([`DataSet`]): reading the files, finding them, downloading them, and
+//! preparing them for training.
 //!
 //! The raw data is 28x28 grey images, one byte per pixel (0 = background, 255 = ink), with a
 //! label 0-9 each. [`load_raw`] reads them from a folder holding either the four IDX files or
@@ -10,6 +11,9 @@ pub mod download;
 pub mod handwriting;
 pub mod idx;
 pub mod locate;
+pub mod sets;
+
+pub use sets::DataSet;
 
 use std::path::{Path, PathBuf};
 
@@ -49,11 +53,13 @@ pub enum DataError {
         /// Why it failed.
         message: String,
     },
-    /// A file's decompressed content does not have the published SHA-256.
-    #[error("{file}: SHA-256 of the decompressed content is {actual}, expected {expected}; the file was not saved")]
+    /// A file does not have the published SHA-256.
+    #[error("{file}: SHA-256 of {what} is {actual}, expected {expected}; the file was not saved")]
     Checksum {
         /// The file.
         file: String,
+        /// What was hashed: the decompressed content or the compressed file.
+        what: &'static str,
         /// The published checksum.
         expected: String,
         /// What the content hashes to.

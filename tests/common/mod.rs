@@ -15,7 +15,9 @@ pub fn mnist_dir() -> PathBuf {
         .map(PathBuf::from)
         .into_iter()
         .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist")])
-        .chain(mnist_nn::data::locate::cache_dir());
+        .chain(mnist_nn::data::locate::cache_dir(
+            mnist_nn::data::DataSet::Mnist,
+        ));
     let searched: Vec<PathBuf> = candidates.collect();
     searched
         .iter()
@@ -110,4 +112,19 @@ pub fn serve(files: HashMap<String, Vec<u8>>) -> String {
         }
     });
     base
+}
+
+/// The real Fashion-MNIST: `$FASHION_MNIST_DIR`, else where Debian's `dataset-fashion-mnist`
+/// package installs it. Tests that need it fail (they do not skip) when it is nowhere.
+pub fn fashion_dir() -> PathBuf {
+    let dir = std::env::var_os("FASHION_MNIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
+    assert!(
+        dir.join("train-images-idx3-ubyte.gz").is_file(),
+        "the tests need the real Fashion-MNIST in {}: `apt-get install dataset-fashion-mnist` \
+         (what .ci/run does) or set FASHION_MNIST_DIR",
+        dir.display()
+    );
+    dir
 }
