@@ -13,10 +13,12 @@ use crate::data::Dataset;
 use crate::experiments::{self, Experiment};
 use crate::gemm::matmul;
 use crate::network::Network;
+use crate::optim::Optimizer;
+use crate::schedule::LrSchedule;
 use crate::seeded_rng;
 use crate::train::Trainer;
 
-/// A training workload: one of the seeds' experiments, timed epoch by epoch.
+/// A training workload: one of the experiments, timed epoch by epoch.
 pub struct Workload {
     /// The name on the command line (`mnist-nn bench --workload NAME`) and in the JSON.
     pub name: &'static str,
@@ -26,8 +28,9 @@ pub struct Workload {
     pub description: &'static str,
 }
 
-/// The three workloads, those of `../shared/bench/mnist_ref.py`.
-pub const WORKLOADS: [Workload; 3] = [
+/// The workloads: the three of `../shared/bench/mnist_ref.py`, and the one-epoch recipe of
+/// `../shared/bench/fast_ref.py`.
+pub const WORKLOADS: [Workload; 4] = [
     Workload {
         name: "fullbatch",
         experiment: "lecun-300-100",
@@ -42,6 +45,11 @@ pub const WORKLOADS: [Workload; 3] = [
         name: "cnn",
         experiment: "cnn",
         description: "dilated conv 1->8, 6272-128-10, batch 128 (seed 000)",
+    },
+    Workload {
+        name: "fast",
+        experiment: "fast",
+        description: "conv 1->24 5x5, pool, conv 24->32 3x3, pool, 800-256-10, Adam, batch 256",
     },
 ];
 
@@ -89,7 +97,17 @@ pub fn time_epochs(
     let experiment = workload.experiment();
     let mut rng = seeded_rng(0);
     let mut network: Network = experiment.build(&mut rng);
-    let mut trainer = Trainer::sgd(experiment.lr, experiment.batching);
+    let optimizer = Optimizer::new(experiment.optimizer, experiment.lr as f64);
+    let mut trainer = Trainer::new(optimizer, experiment.batching);
+    // The experiment's schedule, spread over the warm-up and the timed epochs.
+    let steps_per_epoch = experiment.batching.steps_per_epoch(train.len()) as u64;
+    trainer.schedule = Some(LrSchedule {
+        base_lr: experiment.lr as f64,
+        schedule: experiment.schedule,
+        warmup_steps: 0,
+        steps_per_epoch,
+        total_steps: steps_per_epoch * (epochs as u64 + 1),
+    });
     trainer.epoch(&mut network, train, &mut rng, |_| {});
     let mut seconds = Vec::with_capacity(epochs);
     for done in 1..=epochs {

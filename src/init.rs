@@ -23,11 +23,20 @@ pub enum Init {
     Gaussian,
     /// Uniform in `[-0.5, 0.5)` for weights *and* biases, as in Samson Zhang's tutorial.
     Samson,
+    /// PyTorch's default for `nn.Linear` and `nn.Conv2d`: uniform in `±1/sqrt(fan_in)` for weights
+    /// *and* biases (`kaiming_uniform_` with `a = sqrt(5)`), what a PyTorch recipe starts from.
+    Torch,
 }
 
 impl Init {
     /// All initialisers, in the order the CLI lists them.
-    pub const ALL: [Init; 4] = [Init::He, Init::Xavier, Init::Gaussian, Init::Samson];
+    pub const ALL: [Init; 5] = [
+        Init::He,
+        Init::Xavier,
+        Init::Gaussian,
+        Init::Samson,
+        Init::Torch,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -36,6 +45,7 @@ impl Init {
             Init::Xavier => "xavier",
             Init::Gaussian => "gaussian",
             Init::Samson => "samson",
+            Init::Torch => "torch",
         }
     }
 
@@ -51,13 +61,16 @@ impl Init {
             ),
             Init::Gaussian => draw((fan_in, fan_out), normal(0.01), rng),
             Init::Samson => draw((fan_in, fan_out), samson_uniform(), rng),
+            Init::Torch => draw((fan_in, fan_out), torch_uniform(fan_in), rng),
         }
     }
 
-    /// Draws a bias vector of length `fan_out`: zeros, except for `Samson`.
-    pub fn bias(self, fan_out: usize, rng: &mut impl Rng) -> Array1<f32> {
+    /// Draws a bias vector of length `fan_out` for a layer of `fan_in` inputs: zeros, except for
+    /// `Samson` and `Torch`.
+    pub fn bias(self, fan_in: usize, fan_out: usize, rng: &mut impl Rng) -> Array1<f32> {
         match self {
             Init::Samson => Array1::from_iter(samson_uniform().sample_iter(rng).take(fan_out)),
+            Init::Torch => Array1::from_iter(torch_uniform(fan_in).sample_iter(rng).take(fan_out)),
             _ => Array1::zeros(fan_out),
         }
     }
@@ -66,6 +79,12 @@ impl Init {
 /// `np.random.rand(..) - 0.5`: uniform in `[-0.5, 0.5)`.
 fn samson_uniform() -> Uniform<f32> {
     Uniform::new(-0.5, 0.5).expect("a non-empty range")
+}
+
+/// Uniform in `[-1/sqrt(fan_in), 1/sqrt(fan_in))`.
+fn torch_uniform(fan_in: usize) -> Uniform<f32> {
+    let bound = (1.0 / fan_in as f64).sqrt() as f32;
+    Uniform::new(-bound, bound).expect("a non-empty range")
 }
 
 /// A matrix of independent draws, filled row by row.
@@ -95,7 +114,9 @@ impl FromStr for Init {
             .into_iter()
             .find(|init| init.name() == s)
             .ok_or_else(|| {
-                format!("unknown initialisation '{s}' (expected he, xavier, gaussian or samson)")
+                format!(
+                    "unknown initialisation '{s}' (expected he, xavier, gaussian, samson or torch)"
+                )
             })
     }
 }
@@ -126,10 +147,21 @@ mod tests {
     }
 
     #[test]
-    fn only_samson_has_random_biases() {
+    fn torch_draws_weights_and_biases_within_one_over_root_fan_in() {
+        let mut rng = seeded_rng(3);
+        let weights = Init::Torch.weights(400, 300, &mut rng);
+        assert!(weights.iter().all(|&w| w.abs() <= 0.05));
+        // Uniform in ±b has standard deviation b/sqrt(3).
+        assert!((std_of(&weights) - 0.05 / 3f64.sqrt()).abs() < 0.001);
+        let bias = Init::Torch.bias(25, 24, &mut rng);
+        assert!(bias.iter().all(|&b| b.abs() <= 0.2) && bias.iter().any(|&b| b != 0.0));
+    }
+
+    #[test]
+    fn only_samson_and_torch_have_random_biases() {
         let mut rng = seeded_rng(2);
-        assert!(Init::He.bias(10, &mut rng).iter().all(|&b| b == 0.0));
-        let samson = Init::Samson.bias(10, &mut rng);
+        assert!(Init::He.bias(5, 10, &mut rng).iter().all(|&b| b == 0.0));
+        let samson = Init::Samson.bias(5, 10, &mut rng);
         assert!(samson.iter().any(|&b| b != 0.0));
         assert!(samson.iter().all(|&b| (-0.5..0.5).contains(&b)));
     }

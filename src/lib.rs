@@ -18,7 +18,7 @@
 //! - [`architecture`]: architectures written as text, with inferred shapes and a summary table;
 //! - [`gemm`]: the matrix product every layer's work goes through;
 //! - [`init`]: the weight initialisations (`he`, `xavier`, `gaussian`, `samson`);
-//! - [`data`]: reading, finding, downloading and preparing MNIST;
+//! - [`data`]: reading, finding, downloading and preparing MNIST, Fashion-MNIST and Kuzushiji-MNIST;
 //! - [`gradcheck`]: finite-difference checks of backward passes;
 //! - [`experiments`]: the seeds' experiments with their exact settings;
 //! - [`bench`](mod@bench): the workloads `mnist-nn bench` times, and this machine's GEMM peak;

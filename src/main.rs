@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use cli::fetch::{fetch_with_progress, mirrors};
 use cli::train::{launch, Plan};
 use mnist_nn::architecture::{self, Shape};
-use mnist_nn::data::{locate, DataSet, Regime, CLASSES, SEED000_TRAIN};
+use mnist_nn::data::{locate, DataSet, Scaling, CLASSES};
 use mnist_nn::experiments;
 use mnist_nn::init::Init;
 use mnist_nn::optim::OptimizerSettings;
@@ -37,7 +37,7 @@ struct Cli {
 enum Command {
     /// Train a network (an MLP, or any architecture with --layers) and report test accuracy.
     Train(Box<TrainArgs>),
-    /// Run one of the seeds' experiments with its exact settings.
+    /// Run one of the seeds' experiments (or a published recipe) with its exact settings.
     Experiment(ExperimentArgs),
     /// Evaluate a saved model on the test set: accuracy per class, confusion matrix, mistakes.
     Eval(cli::inspect::EvalArgs),
@@ -48,7 +48,7 @@ enum Command {
     /// Download the four files of MNIST (or --dataset fashion-mnist, kmnist), verified against
     /// their published checksums.
     Download(DownloadArgs),
-    /// Time training epochs of three workloads against this machine's matrix-product peak.
+    /// Time training epochs of the workloads against this machine's matrix-product peak.
     Bench(cli::bench::BenchArgs),
 }
 
@@ -319,7 +319,11 @@ fn train(args: TrainArgs) -> Result<()> {
         schedule: args.optimizer.schedule,
         warmup_steps: args.optimizer.warmup,
         validation: args.validation.unwrap_or(0),
-        standardise: args.standardise,
+        scaling: if args.standardise {
+            Scaling::TrainingStatistics
+        } else {
+            Scaling::Divide255
+        },
         test_every: None,
         from_must_match: false,
     };
@@ -328,10 +332,7 @@ fn train(args: TrainArgs) -> Result<()> {
 
 fn experiment(args: ExperimentArgs) -> Result<()> {
     let experiment = experiments::find(&args.name).expect("clap checked the name");
-    let (validation, standardise) = match experiment.regime {
-        Regime::Seed000 => (TRAIN_IMAGES - SEED000_TRAIN, true),
-        Regime::Seed003 => (0, false),
-    };
+    let (validation, scaling) = experiment.regime.split(TRAIN_IMAGES);
     let plan = Plan {
         command: format!("experiment {}", experiment.name),
         settings: vec![
@@ -350,11 +351,11 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
         lr: experiment.lr,
         batching: experiment.batching,
         epochs: args.epochs.unwrap_or(experiment.epochs),
-        optimizer: OptimizerSettings::PLAIN_SGD,
-        schedule: Schedule::Constant,
+        optimizer: experiment.optimizer,
+        schedule: experiment.schedule,
         warmup_steps: 0,
         validation,
-        standardise,
+        scaling,
         test_every: experiment.test_every,
         from_must_match: true,
     };

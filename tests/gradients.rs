@@ -240,6 +240,19 @@ fn fused_relu_backward_matches_finite_differences() {
         let conv = Conv2d::new(shape, Init::He, rng);
         (Box::new(conv), random_matrix(2, 16, rng))
     });
+    // Max pooling, on a ladder 0.2 apart around 0: no maximum changes hands within a step.
+    use mnist_nn::layers::{MaxPool2d, PoolShape};
+    let pool = PoolShape {
+        channels: 2,
+        height: 4,
+        width: 4,
+        kernel: 2,
+        stride: 2,
+    };
+    check_fused(|rng| {
+        let ladder = distinct_values(3, 32, rng).mapv(|v| 2.0 * v - 5.5);
+        (Box::new(MaxPool2d::new(pool)), ladder)
+    });
 }
 
 #[test]

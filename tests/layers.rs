@@ -183,6 +183,19 @@ fn a_fused_relu_gives_the_same_values_and_gradients_as_a_relu_layer() {
         Box::new(Conv2d::from_params(shape, w, b)),
         &random_matrix(3, shape.input_len(), &mut rng),
     );
+    use mnist_nn::layers::{MaxPool2d, PoolShape};
+    let pool = PoolShape {
+        channels: 3,
+        height: 6,
+        width: 5,
+        kernel: 2,
+        stride: 2,
+    };
+    check_fused_relu(
+        Box::new(MaxPool2d::new(pool)),
+        Box::new(MaxPool2d::new(pool)),
+        &random_matrix(4, pool.input_len(), &mut rng),
+    );
 }
 
 #[test]

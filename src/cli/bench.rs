@@ -1,4 +1,4 @@
-//! `mnist-nn bench`: seconds per training epoch of the three workloads, beside the GEMM bound.
+//! `mnist-nn bench`: seconds per training epoch of the workloads, beside the GEMM bound.
 
 use std::path::PathBuf;
 
@@ -19,7 +19,7 @@ const PEAK_SIZE: usize = 2048;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Only this workload (repeatable) [default: all three].
+    /// Only this workload (repeatable) [default: all four].
     #[arg(long, value_parser = PossibleValuesParser::new(WORKLOADS.map(|w| w.name)))]
     workload: Vec<String>,
     /// Timed epochs per workload, after one warm-up epoch; the median is reported.

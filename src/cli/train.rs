@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mnist_nn::architecture::{self, PlannedLayer, Shape};
 use mnist_nn::atomic::write_atomically;
 use mnist_nn::checkpoint;
-use mnist_nn::data::{Mnist, Preprocessing, IMAGE_PIXELS};
+use mnist_nn::data::{Mnist, Preprocessing, Scaling, IMAGE_PIXELS};
 use mnist_nn::fit::{CheckpointTarget, EpochRecord, Fit, Observer, Outcome, Start};
 use mnist_nn::init::Init;
 use mnist_nn::layers::LayerSpec;
@@ -44,7 +44,7 @@ pub struct Plan {
     pub warmup_steps: u64,
     /// Training images held out for validation.
     pub validation: usize,
-    pub standardise: bool,
+    pub scaling: Scaling,
     /// Evaluate on the test set every this many epochs unless `--test-every` says otherwise.
     pub test_every: Option<usize>,
     /// Whether a model continued with `--from` must have `layers` (experiments) or brings its own.
@@ -54,9 +54,10 @@ pub struct Plan {
 /// Builds (or loads) the network, reads the data, and trains as `plan` and the flags say,
 /// printing as it goes; ends with the test accuracy line.
 pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let mut rng = seeded_rng(args.seed);
     let fresh = architecture::build(&plan.layers, plan.init, &mut rng);
-    let from = continued_model(args, plan.standardise)?;
+    let from = continued_model(args, plan.scaling)?;
     if let Some(saved) = &from {
         if plan.from_must_match && specs(&saved.network) != specs(&fresh) {
             bail!(
@@ -74,7 +75,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
             dir.display()
         );
     }
-    let mnist = Mnist::prepare_split(&raw, plan.validation, plan.standardise);
+    let mnist = Mnist::prepare_split(&raw, plan.validation, plan.scaling);
     drop(raw);
     let (mut network, epochs_before, init) = match from {
         Some(saved) => (saved.network, saved.training.epochs, saved.training.init),
@@ -207,6 +208,10 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         model::save(path, &network, &mnist.preprocessing, &record)?;
         println!("saved the model to {}", path.display());
     }
+    println!(
+        "command time: {:.1} s (reading the data and evaluating included)",
+        started.elapsed().as_secs_f64()
+    );
     println!("test accuracy: {:.4}", test.accuracy);
     Ok(())
 }
@@ -293,7 +298,8 @@ impl Observer for Progress {
 
 /// The model to continue from, if `--from` was given, checked against the run's scaling of the
 /// pixels.
-fn continued_model(run: &RunArgs, standardise: bool) -> Result<Option<model::SavedModel>> {
+fn continued_model(run: &RunArgs, scaling: Scaling) -> Result<Option<model::SavedModel>> {
+    let standardise = scaling != Scaling::Divide255;
     let Some(path) = &run.from else {
         return Ok(None);
     };
@@ -451,9 +457,12 @@ fn print_configuration(
             plan.optimizer, plan.lr, plan.epochs
         ),
     ));
-    let scaling = match mnist.preprocessing {
-        Preprocessing::Scale255 => "pixels / 255".to_string(),
-        Preprocessing::Standardise { mean, std } => {
+    let scaling = match (plan.scaling, mnist.preprocessing) {
+        (Scaling::Fixed { mean, std }, _) => {
+            format!("pixels / 255 standardised with the fixed mean {mean} and std {std}")
+        }
+        (_, Preprocessing::Scale255) => "pixels / 255".to_string(),
+        (_, Preprocessing::Standardise { mean, std }) => {
             format!("standardised with the training images' mean {mean:.2} and std {std:.2}")
         }
     };

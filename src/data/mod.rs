@@ -180,6 +180,42 @@ pub enum Regime {
     Seed000,
     /// Seed 003: all 60,000 training images train; pixels are divided by 255 into [0, 1].
     Seed003,
+    /// PyTorch's MNIST examples: all 60,000 training images train; `pixel / 255` is standardised
+    /// with the fixed mean 0.1307 and standard deviation 0.3081 (MNIST's, rounded).
+    TorchVision,
+}
+
+/// How pixels become inputs, chosen before the data is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scaling {
+    /// `pixel / 255`.
+    Divide255,
+    /// `(pixel - mean) / std` with the one mean and standard deviation of the pixels trained on.
+    TrainingStatistics,
+    /// `(pixel / 255 - mean) / std` with these numbers.
+    Fixed {
+        /// Mean of `pixel / 255`.
+        mean: f64,
+        /// Standard deviation of `pixel / 255`.
+        std: f64,
+    },
+}
+
+impl Regime {
+    /// The training images the regime holds out for validation, of `n`, and how it scales pixels.
+    pub fn split(self, n: usize) -> (usize, Scaling) {
+        match self {
+            Regime::Seed000 => (n - SEED000_TRAIN.min(n), Scaling::TrainingStatistics),
+            Regime::Seed003 => (0, Scaling::Divide255),
+            Regime::TorchVision => (
+                0,
+                Scaling::Fixed {
+                    mean: 0.1307,
+                    std: 0.3081,
+                },
+            ),
+        }
+    }
 }
 
 /// How raw pixels (0-255) become a network's inputs.
@@ -237,30 +273,31 @@ pub const SEED000_TRAIN: usize = 50_000;
 impl Mnist {
     /// Splits and scales raw MNIST as `regime` prescribes.
     pub fn prepare(raw: &RawMnist, regime: Regime) -> Mnist {
-        match regime {
-            Regime::Seed003 => Mnist::prepare_split(raw, 0, false),
-            Regime::Seed000 => {
-                let validation = raw.train.len() - SEED000_TRAIN.min(raw.train.len());
-                Mnist::prepare_split(raw, validation, true)
-            }
-        }
+        let (validation, scaling) = regime.split(raw.train.len());
+        Mnist::prepare_split(raw, validation, scaling)
     }
 
-    /// Holds out the last `validation` training images (none for 0), and scales every split by
-    /// `pixel / 255`, or, when `standardise`, by `(pixel - mean) / std` with the one mean and
-    /// standard deviation of the pixels left to train on. `validation` must leave a training image.
-    pub fn prepare_split(raw: &RawMnist, validation: usize, standardise: bool) -> Mnist {
+    /// Holds out the last `validation` training images (none for 0), and scales every split as
+    /// `scaling` says (training statistics are those of the images left to train on).
+    /// `validation` must leave a training image.
+    pub fn prepare_split(raw: &RawMnist, validation: usize, scaling: Scaling) -> Mnist {
         assert!(
             validation < raw.train.len(),
             "Mnist: holding out {validation} of {} training images leaves none to train on",
             raw.train.len()
         );
         let n_train = raw.train.len() - validation;
-        let preprocessing = if standardise {
-            let (mean, std) = mean_and_std(&raw.train.pixels[..n_train * IMAGE_PIXELS]);
-            Preprocessing::Standardise { mean, std }
-        } else {
-            Preprocessing::Scale255
+        let preprocessing = match scaling {
+            Scaling::Divide255 => Preprocessing::Scale255,
+            Scaling::TrainingStatistics => {
+                let (mean, std) = mean_and_std(&raw.train.pixels[..n_train * IMAGE_PIXELS]);
+                Preprocessing::Standardise { mean, std }
+            }
+            // (p/255 - m)/s = (p - 255m)/(255s)
+            Scaling::Fixed { mean, std } => Preprocessing::Standardise {
+                mean: 255.0 * mean,
+                std: 255.0 * std,
+            },
         };
         let validation =
             (validation > 0).then(|| preprocessing.dataset(&raw.train, n_train..raw.train.len()));

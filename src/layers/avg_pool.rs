@@ -41,12 +41,14 @@ impl Layer for AvgPool2d {
     fn forward(&mut self, input: ArrayView2<f32>, _train: bool) -> ArrayView2<'_, f32> {
         check_features("AvgPool2d", self.shape.input_len(), input);
         ensure_shape(&mut self.output, input.nrows(), self.shape.output_len());
-        let scale = 1.0 / (self.shape.kernel * self.shape.kernel) as f32;
+        let (k, width) = (self.shape.kernel, self.shape.width);
+        let scale = 1.0 / (k * k) as f32;
         for (x, mut y) in input.rows().into_iter().zip(self.output.rows_mut()) {
             let x = x.to_slice().expect("contiguous rows");
             let y = y.as_slice_mut().expect("contiguous rows");
-            self.shape.for_each_window(|out, window| {
-                y[out] = window.iter().map(|&j| x[j]).sum::<f32>() * scale;
+            self.shape.for_each_window(|out, top_left| {
+                let rows = (0..k).map(|ky| top_left + ky * width);
+                y[out] = rows.map(|r| x[r..r + k].iter().sum::<f32>()).sum::<f32>() * scale;
             });
         }
         self.output.view()
@@ -65,16 +67,20 @@ impl Layer for AvgPool2d {
         );
         ensure_shape(&mut self.grad_input, n, self.shape.input_len());
         self.grad_input.fill(0.0);
-        let scale = 1.0 / (self.shape.kernel * self.shape.kernel) as f32;
+        let (k, width) = (self.shape.kernel, self.shape.width);
+        let scale = 1.0 / (k * k) as f32;
         for (dy, mut dx) in grad_output
             .rows()
             .into_iter()
             .zip(self.grad_input.rows_mut())
         {
             let dx = dx.as_slice_mut().expect("contiguous rows");
-            self.shape.for_each_window(|out, window| {
+            self.shape.for_each_window(|out, top_left| {
                 let share = dy[out] * scale;
-                window.iter().for_each(|&j| dx[j] += share);
+                for ky in 0..k {
+                    let row = top_left + ky * width;
+                    dx[row..row + k].iter_mut().for_each(|d| *d += share);
+                }
             });
         }
         self.grad_input.view()

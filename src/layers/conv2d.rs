@@ -231,7 +231,7 @@ impl Conv2d {
         let weight = init
             .weights(shape.taps(), shape.out_channels, rng)
             .reversed_axes();
-        let bias = init.bias(shape.out_channels, rng);
+        let bias = init.bias(shape.taps(), shape.out_channels, rng);
         Self::from_params(shape, weight.as_standard_layout().into_owned(), bias)
     }
 

@@ -61,7 +61,10 @@ pub struct Linear {
 impl Linear {
     /// A layer from `inputs` to `outputs` features, initialised by `init`.
     pub fn new(inputs: usize, outputs: usize, init: Init, rng: &mut impl Rng) -> Self {
-        Self::from_params(init.weights(inputs, outputs, rng), init.bias(outputs, rng))
+        Self::from_params(
+            init.weights(inputs, outputs, rng),
+            init.bias(inputs, outputs, rng),
+        )
     }
 
     /// A layer with the given weight `(in, out)` and bias `(out)`.

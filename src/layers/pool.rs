@@ -73,24 +73,18 @@ impl PoolShape {
         Ok(())
     }
 
-    /// Calls `visit(output index, input indices of its window)` for every output value of one
-    /// image, the input indices in row-major order within the window.
-    pub(crate) fn for_each_window(&self, mut visit: impl FnMut(usize, &[usize])) {
+    /// Calls `visit(output index, index of the window's top-left input, channel plane offset)`
+    /// for every output value of one image, in the output's order: the window's inputs are at
+    /// `top_left + ky·width + kx` for `ky, kx < kernel`.
+    pub(crate) fn for_each_window(&self, mut visit: impl FnMut(usize, usize)) {
         let (out_h, out_w) = (self.out_height(), self.out_width());
-        let mut window = vec![0; self.kernel * self.kernel];
         let mut out = 0;
         for c in 0..self.channels {
             let plane = c * self.height * self.width;
             for oy in 0..out_h {
+                let row = plane + oy * self.stride * self.width;
                 for ox in 0..out_w {
-                    let (top, left) = (oy * self.stride, ox * self.stride);
-                    for ky in 0..self.kernel {
-                        for kx in 0..self.kernel {
-                            window[ky * self.kernel + kx] =
-                                plane + (top + ky) * self.width + left + kx;
-                        }
-                    }
-                    visit(out, &window);
+                    visit(out, row + ox * self.stride);
                     out += 1;
                 }
             }
