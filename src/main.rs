@@ -74,7 +74,7 @@ struct TrainArgs {
     /// Learning rate (the peak rate of a one-cycle schedule).
     #[arg(long, alias = "learning-rate", default_value_t = 0.2, value_parser = positive_finite, allow_negative_numbers = true)]
     lr: f32,
-    /// Weight initialisation: he, xavier, gaussian or samson [default: he].
+    /// Weight initialisation: he, xavier, gaussian, samson or torch (PyTorch's default) [default: he].
     #[arg(long, alias = "initial-params", value_parser = str::parse::<Init>, conflicts_with = "from")]
     init: Option<Init>,
     /// Examples per update, reshuffled every epoch [default: full batch, one update per epoch].

@@ -249,6 +249,35 @@ fn max_pooling_sends_the_gradient_to_the_first_of_tied_maxima() {
 }
 
 #[test]
+fn a_nan_in_a_window_wins_as_in_pytorch() {
+    use mnist_nn::layers::{MaxPool2d, PoolShape};
+    // 2x2 windows 2 apart (the fast path) and 3x3 windows 1 apart (the general one): the last NaN
+    // of a window is its maximum and receives its gradient.
+    for (kernel, stride) in [(2, 2), (3, 1)] {
+        let shape = PoolShape {
+            channels: 1,
+            height: 3,
+            width: 3,
+            kernel,
+            stride,
+        };
+        let mut x = Array2::from_shape_vec((1, 9), (0..9).map(|v| v as f32).collect()).unwrap();
+        x[[0, 1]] = f32::NAN;
+        x[[0, 3]] = f32::NAN;
+        let mut pool = MaxPool2d::new(shape);
+        let y = pool.forward(x.view(), true).to_owned();
+        assert!(y[[0, 0]].is_nan(), "{kernel}x{kernel}: {y:?}");
+        let dy = Array2::ones(y.dim());
+        let dx = pool.backward(x.view(), dy.view()).to_owned();
+        assert_eq!(
+            (dx[[0, 1]], dx[[0, 3]]),
+            (0.0, 1.0),
+            "{kernel}x{kernel}: {dx:?}"
+        );
+    }
+}
+
+#[test]
 fn dropout_zeroes_a_share_p_scales_the_rest_and_is_the_identity_at_inference() {
     use mnist_nn::layers::Dropout;
     let x = Array2::from_elem((200, 100), 2.0f32);
