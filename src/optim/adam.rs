@@ -19,7 +19,7 @@
 //! corrections are computed in double precision and `θ ← θ - (lr / (1 - β₁ᵗ)) · m / (sqrt(v) /
 //! sqrt(1 - β₂ᵗ) + ε)` is evaluated in that order, as PyTorch does.
 
-use super::{OptimizerSettings, UpdateRule};
+use super::UpdateRule;
 
 /// Adam, or AdamW when `decoupled`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,23 +80,6 @@ impl UpdateRule for Adam {
             *v = *v * beta2_f32 + w2 * g * g;
             let denom = v.sqrt() / bias_correction2_sqrt + eps;
             *theta += -step_size * (*m / denom);
-        }
-    }
-
-    fn settings(&self) -> OptimizerSettings {
-        let (betas, eps, weight_decay) = (self.betas, self.eps, self.weight_decay);
-        if self.decoupled {
-            OptimizerSettings::AdamW {
-                betas,
-                eps,
-                weight_decay,
-            }
-        } else {
-            OptimizerSettings::Adam {
-                betas,
-                eps,
-                weight_decay,
-            }
         }
     }
 }

@@ -34,9 +34,6 @@ pub trait UpdateRule: Send + Sync {
     /// `lr`. `state[k]` holds the state called `state_names()[k]` for these values, zero before
     /// the first step.
     fn update(&self, values: &mut [f32], grads: &[f32], state: &mut [&mut [f32]], t: u64, lr: f64);
-
-    /// The rule and its settings, to record with a model or a checkpoint.
-    fn settings(&self) -> OptimizerSettings;
 }
 
 /// An optimiser's rule and settings, as recorded in a saved model and parsed from the command line.

@@ -15,7 +15,7 @@
 //!
 //! With `μ = 0` and `λ = 0` this is vanilla SGD, `θ ← θ - lr·g`, to the bit.
 
-use super::{OptimizerSettings, UpdateRule};
+use super::UpdateRule;
 
 /// SGD with momentum `μ` (0 for none), Nesterov or not, and L2 weight decay `λ`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,14 +61,6 @@ impl UpdateRule for Sgd {
                 }
             }
             _ => unreachable!("SGD keeps at most one state array"),
-        }
-    }
-
-    fn settings(&self) -> OptimizerSettings {
-        OptimizerSettings::Sgd {
-            momentum: self.momentum,
-            nesterov: self.nesterov,
-            weight_decay: self.weight_decay,
         }
     }
 }
