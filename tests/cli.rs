@@ -174,7 +174,7 @@ fn trains_on_real_mnist_and_the_same_seed_repeats_the_run() {
     let second = run(&args, &[], None);
     let without_times = |s: &str| -> Vec<String> {
         s.lines()
-            .filter(|l| !l.starts_with("training time"))
+            .filter(|l| !l.starts_with("training time") && !l.starts_with("command time"))
             .map(|l| l.split("  (").next().unwrap().to_string())
             .collect()
     };
