@@ -176,3 +176,17 @@ pub const CNN_CONV: ConvShape = ConvShape {
     padding: 2,
     dilation: 2,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::LayerSpec;
+
+    /// The benches and tests that time or check "the cnn's convolution" use [`CNN_CONV`]; it must
+    /// be the layer the experiment's text builds.
+    #[test]
+    fn the_cnn_experiment_starts_with_cnn_conv() {
+        let network = find("cnn").unwrap().build(&mut crate::seeded_rng(0));
+        assert_eq!(network.specs()[0], LayerSpec::Conv2d(CNN_CONV));
+    }
+}

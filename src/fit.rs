@@ -178,11 +178,10 @@ impl Fit<'_> {
                 _ => None,
             };
             if let Some(loss) = blown_up {
-                let last_finite = before;
                 let outcome = Outcome::Diverged {
                     epoch,
                     loss,
-                    last_finite,
+                    last_finite: before,
                 };
                 return Ok((outcome, records));
             }

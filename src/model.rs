@@ -174,7 +174,7 @@ pub fn to_bytes_with(
             TensorView::new(Dtype::F32, vec![*len], bytes).expect("shape matches the values");
         views.push(((*name).clone(), view));
     }
-    let specs: Vec<LayerSpec> = network.layers().iter().map(|l| l.spec()).collect();
+    let specs = network.specs();
     let json = |value: serde_json::Result<String>| value.expect("plain data serialises");
     let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),

@@ -29,7 +29,7 @@
 //! a seed gives the same weights, bit for bit, on any number of cores.
 //!
 //! Not every layer runs: a ReLU right after a layer that can apply it itself ([`Layer::fuse_relu`]:
-//! `Linear`, `Conv2d`) is fused into that layer, and a `Flatten` is the identity on our
+//! `Linear`, `Conv2d`, `MaxPool2d`) is fused into that layer, and a `Flatten` is the identity on our
 //! `(n, features)` rows. Both stay in the list of layers, which is the architecture (and the
 //! names of a saved model's tensors), but the passes go from one running layer to the next.
 
@@ -283,6 +283,12 @@ impl Network {
         &self.main.layers
     }
 
+    /// What each layer is, without its numbers: the architecture as data (what a saved model
+    /// records, and what `--from` and `--resume` compare).
+    pub fn specs(&self) -> Vec<LayerSpec> {
+        self.main.layers.iter().map(|l| l.spec()).collect()
+    }
+
     /// One line per layer, such as `Linear(784 -> 32) → ReLU → Linear(32 -> 10)`.
     pub fn describe(&self) -> String {
         let names: Vec<String> = self.main.layers.iter().map(|l| l.describe()).collect();
@@ -459,12 +465,10 @@ const UPDATE_PIECE: usize = 1 << 15;
 /// holding the same values.
 fn update_every_replica(replicas: &mut [&mut Replica], weights: &[f32], optimizer: &mut Optimizer) {
     let shards = weights.len();
-    let lengths: Vec<usize> = replicas[0].params().iter().map(|p| p.value.len()).collect();
+    let params: Vec<Vec<Param>> = replicas.iter_mut().map(|r| r.params()).collect();
+    let lengths: Vec<usize> = params[0].iter().map(|p| p.value.len()).collect();
     let StepContext { rule, t, lr, state } = optimizer.begin_step(&lengths);
-    let mut params: Vec<_> = replicas
-        .iter_mut()
-        .map(|r| r.params().into_iter())
-        .collect();
+    let mut params: Vec<_> = params.into_iter().map(Vec::into_iter).collect();
     let mut pieces: Vec<UpdatePiece> = Vec::new();
     for param_state in state.iter_mut() {
         let first = params[0].next().expect("as many parameters as lengths");

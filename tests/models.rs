@@ -56,12 +56,9 @@ fn every_experiment_network_survives_a_round_trip_bit_for_bit() {
         assert_eq!(before, after, "{}: logits changed", experiment.name);
         // What training depends on survives too (such as Samson's shared bias gradient): the
         // same step on both gives the same parameters.
-        let specs = |n: &mnist_nn::network::Network| -> Vec<_> {
-            n.layers().iter().map(|l| l.spec()).collect()
-        };
         assert_eq!(
-            specs(&network),
-            specs(&loaded.network),
+            network.specs(),
+            loaded.network.specs(),
             "{}",
             experiment.name
         );

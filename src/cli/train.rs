@@ -59,7 +59,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
     let fresh = architecture::build(&plan.layers, plan.init, &mut rng);
     let from = continued_model(args, plan.scaling)?;
     if let Some(saved) = &from {
-        if plan.from_must_match && specs(&saved.network) != specs(&fresh) {
+        if plan.from_must_match && saved.network.specs() != fresh.specs() {
             bail!(
                 "{}: the model's architecture is not this experiment's",
                 args.from.as_deref().unwrap_or(Path::new("")).display()
@@ -111,7 +111,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
     settings.push(("seed", args.seed.to_string()));
     print_configuration(&mut network, &plan, args, &record, &mnist, &dir, settings);
     if args.summary {
-        let planned = architecture::plan(&specs(&network), Shape::MNIST);
+        let planned = architecture::plan(&network.specs(), Shape::MNIST);
         print!(
             "{}",
             architecture::summary(&planned, |i| network.layers()[i].describe())
@@ -214,10 +214,6 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
     );
     println!("test accuracy: {:.4}", test.accuracy);
     Ok(())
-}
-
-fn specs(network: &Network) -> Vec<LayerSpec> {
-    network.layers().iter().map(|l| l.spec()).collect()
 }
 
 /// Set by Ctrl-C; the run checks it after every step.
@@ -366,8 +362,7 @@ fn resume_point(
             theirs.warmup_steps
         );
     }
-    let specs = |n: &Network| -> Vec<LayerSpec> { n.layers().iter().map(|l| l.spec()).collect() };
-    if specs(network) != specs(&saved.model.network) {
+    if network.specs() != saved.model.network.specs() {
         bail!(
             "{}: the checkpoint's network is not this run's",
             path.display()
@@ -402,9 +397,8 @@ fn resume_point(
 
 /// `784-32-16-10` for a multilayer perceptron, else the layers in one line.
 fn network_summary(network: &Network) -> String {
-    let specs: Vec<LayerSpec> = network.layers().iter().map(|l| l.spec()).collect();
     let mut sizes = vec![IMAGE_PIXELS.to_string()];
-    for spec in &specs {
+    for spec in &network.specs() {
         match spec {
             LayerSpec::Linear { outputs, .. } => sizes.push(outputs.to_string()),
             LayerSpec::ReLU => {}

@@ -54,8 +54,9 @@ pub fn download(
     for (name, checksum) in IDX_NAMES.iter().zip(set.checksums()) {
         let file = format!("{name}.gz");
         let path = dir.join(&file);
-        let present = std::fs::read(&path)
-            .is_ok_and(|bytes| verify_file(&bytes, checksum, &file, &path).is_ok());
+        let present = std::fs::read(&path).is_ok_and(|bytes| {
+            verify_file(&bytes, checksum, &file, &path.display().to_string()).is_ok()
+        });
         if present {
             on_event(DownloadEvent::AlreadyPresent(file));
             continue;
@@ -67,7 +68,7 @@ pub fn download(
             match fetch(&agent, &url, &file, on_event) {
                 Ok(bytes) => {
                     // A mirror that serves wrong bytes is an error, not a reason to try another.
-                    verify_file(&bytes, checksum, &file, Path::new(&url))?;
+                    verify_file(&bytes, checksum, &file, &url)?;
                     write_atomically(&path, &bytes).map_err(|e| DataError::io(&path, e))?;
                     on_event(DownloadEvent::Saved(file.clone()));
                     saved = true;
@@ -89,26 +90,23 @@ pub fn download(
     Ok(())
 }
 
-/// Checks the bytes of `file` (a `.gz` file as served, or its content if stored plain; `origin`
-/// names it in errors) against `checksum`.
+/// Checks the bytes of `file` (a `.gz` file as served, or its content if stored plain; `origin`,
+/// its path or URL, names it in errors) against `checksum`.
 pub fn verify_file(
     bytes: &[u8],
     checksum: Checksum,
     file: &str,
-    origin: &Path,
+    origin: &str,
 ) -> Result<(), DataError> {
-    let (hashed, expected, what) = match checksum {
+    let (digest, expected, what) = match checksum {
         Checksum::Content(expected) => (
-            decompress_if_gzip(bytes.to_vec(), &origin.display().to_string())?,
+            Sha256::digest(decompress_if_gzip(bytes.to_vec(), origin)?),
             expected,
             "the decompressed content",
         ),
-        Checksum::Compressed(expected) => (bytes.to_vec(), expected, "the compressed file"),
+        Checksum::Compressed(expected) => (Sha256::digest(bytes), expected, "the compressed file"),
     };
-    let actual: String = Sha256::digest(&hashed)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let actual: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     if actual == expected {
         Ok(())
     } else {

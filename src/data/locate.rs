@@ -66,7 +66,7 @@ pub fn candidates(set: DataSet, data_dir: Option<&Path>, env_dir: Option<&Path>)
     if let Some(dir) = env_dir {
         list.push(Candidate {
             dir: dir.to_path_buf(),
-            origin: "the environment variable",
+            origin: set.env_var(),
         });
     }
     list.push(Candidate {

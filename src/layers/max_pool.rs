@@ -68,19 +68,18 @@ impl Layer for MaxPool2d {
                 relu_in_place(y);
             }
         };
-        let inputs = input.to_slice().expect("contiguous rows");
-        let images = inputs.chunks(shape.input_len());
+        let images = input.to_slice().expect("contiguous rows");
         let outputs = self.output.as_slice_mut().expect("standard layout");
         // Inside a training shard this thread has one core; evaluating, share the images.
         if threads() > 1 {
             images
-                .collect::<Vec<_>>()
-                .into_par_iter()
+                .par_chunks(shape.input_len())
                 .zip(outputs.par_chunks_mut(out_len))
                 .zip(self.argmax.par_chunks_mut(out_len))
                 .for_each(one_image);
         } else {
             images
+                .chunks(shape.input_len())
                 .zip(outputs.chunks_mut(out_len))
                 .zip(self.argmax.chunks_mut(out_len))
                 .for_each(one_image);

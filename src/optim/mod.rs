@@ -213,7 +213,6 @@ impl std::fmt::Display for OptimizerSettings {
 /// An update rule with its learning rate, step count and per-parameter state.
 pub struct Optimizer {
     rule: Box<dyn UpdateRule>,
-    settings: OptimizerSettings,
     /// The learning rate of the next step (a schedule sets it before every step). Kept in f64,
     /// as PyTorch keeps it, and rounded to f32 where it multiplies f32 values.
     pub lr: f64,
@@ -222,9 +221,6 @@ pub struct Optimizer {
     /// `state[p][k]`: the state called `state_names()[k]` of parameter `p`, as long as the parameter.
     state: Vec<Vec<Vec<f32>>>,
 }
-
-/// One piece of one parameter, as the network hands it to a core: the piece's state arrays.
-pub type StatePiece<'a> = Vec<&'a mut [f32]>;
 
 impl Optimizer {
     /// An optimiser with these settings and learning rate. Panics on impossible settings (the
@@ -235,7 +231,6 @@ impl Optimizer {
         }
         Optimizer {
             rule: settings.rule(),
-            settings,
             lr,
             steps: 0,
             state: Vec::new(),
@@ -247,19 +242,9 @@ impl Optimizer {
         Optimizer::new(OptimizerSettings::PLAIN_SGD, lr)
     }
 
-    /// The rule and its settings.
-    pub fn settings(&self) -> OptimizerSettings {
-        self.settings
-    }
-
     /// Steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
-    }
-
-    /// The names of the state kept per value.
-    pub fn state_names(&self) -> &'static [&'static str] {
-        self.rule.state_names()
     }
 
     /// Begins a step on parameters of the given lengths: makes the state (zeros) on the first
