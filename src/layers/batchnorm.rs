@@ -25,7 +25,9 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
-use super::{check_features, ensure_shape, Layer, LayerSpec, Param, Tensor, TensorSource};
+use super::{
+    check_features, ensure_shape, two_params, Layer, LayerSpec, Param, Tensor, TensorSource,
+};
 
 /// Momentum of the running estimates: `running = MOMENTUM · running + (1 - MOMENTUM) · batch`.
 pub const MOMENTUM: f32 = 0.9;
@@ -184,11 +186,10 @@ impl Layer for BatchNorm1d {
         self.grad_input.view()
     }
     fn params(&mut self) -> Vec<Param<'_>> {
-        gamma_and_beta(
-            &mut self.gamma,
-            &self.grad_gamma,
-            &mut self.beta,
-            &self.grad_beta,
+        two_params(
+            ["gamma", "beta"],
+            (&mut self.gamma, &self.grad_gamma),
+            (&mut self.beta, &self.grad_beta),
         )
     }
 
@@ -221,27 +222,6 @@ impl Layer for BatchNorm1d {
             import_normalisation(tensor, self.features())?;
         Ok(())
     }
-}
-
-/// γ and β as a batch normalisation's parameters, with their gradients.
-pub(super) fn gamma_and_beta<'a>(
-    gamma: &'a mut Array1<f32>,
-    grad_gamma: &'a Array1<f32>,
-    beta: &'a mut Array1<f32>,
-    grad_beta: &'a Array1<f32>,
-) -> Vec<Param<'a>> {
-    vec![
-        Param {
-            name: "gamma",
-            value: gamma.as_slice_mut().expect("standard layout"),
-            grad: grad_gamma.as_slice().expect("standard layout"),
-        },
-        Param {
-            name: "beta",
-            value: beta.as_slice_mut().expect("standard layout"),
-            grad: grad_beta.as_slice().expect("standard layout"),
-        },
-    ]
 }
 
 /// The names PyTorch saves a batch normalisation's γ, β and running estimates under.

@@ -30,10 +30,10 @@
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::batchnorm::{
-    export_normalisation, gamma_and_beta, import_normalisation, EPSILON, MOMENTUM,
+use super::batchnorm::{export_normalisation, import_normalisation, EPSILON, MOMENTUM};
+use super::{
+    check_features, ensure_shape, two_params, Layer, LayerSpec, Param, Tensor, TensorSource,
 };
-use super::{check_features, ensure_shape, Layer, LayerSpec, Param, Tensor, TensorSource};
 
 /// Normalises each channel over the batch and its pixels, then scales by `gamma` and shifts by `beta`.
 pub struct BatchNorm2d {
@@ -212,11 +212,10 @@ impl Layer for BatchNorm2d {
     }
 
     fn params(&mut self) -> Vec<Param<'_>> {
-        gamma_and_beta(
-            &mut self.gamma,
-            &self.grad_gamma,
-            &mut self.beta,
-            &self.grad_beta,
+        two_params(
+            ["gamma", "beta"],
+            (&mut self.gamma, &self.grad_gamma),
+            (&mut self.beta, &self.grad_beta),
         )
     }
 

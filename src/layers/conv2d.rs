@@ -44,7 +44,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use super::{
-    check_features, ensure_shape, relu_backward, relu_in_place, weight_and_bias, Layer, LayerSpec,
+    check_features, ensure_shape, relu_backward, relu_in_place, two_params, Layer, LayerSpec,
     Param, Tensor, TensorSource,
 };
 use crate::gemm::{matmul, single_threaded, threads};
@@ -416,11 +416,10 @@ impl Layer for Conv2d {
         self.grad_input.view()
     }
     fn params(&mut self) -> Vec<Param<'_>> {
-        weight_and_bias(
-            &mut self.weight,
-            &self.grad_weight,
-            &mut self.bias,
-            &self.grad_bias,
+        two_params(
+            ["weight", "bias"],
+            (&mut self.weight, &self.grad_weight),
+            (&mut self.bias, &self.grad_bias),
         )
     }
 

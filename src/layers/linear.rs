@@ -26,7 +26,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use rand::Rng;
 
 use super::{
-    check_features, ensure_shape, relu_backward, relu_in_place, weight_and_bias, Layer, LayerSpec,
+    check_features, ensure_shape, relu_backward, relu_in_place, two_params, Layer, LayerSpec,
     Param, Tensor, TensorSource,
 };
 use crate::gemm::matmul;
@@ -188,11 +188,10 @@ impl Layer for Linear {
         self.grad_input.view()
     }
     fn params(&mut self) -> Vec<Param<'_>> {
-        weight_and_bias(
-            &mut self.weight,
-            &self.grad_weight,
-            &mut self.bias,
-            &self.grad_bias,
+        two_params(
+            ["weight", "bias"],
+            (&mut self.weight, &self.grad_weight),
+            (&mut self.bias, &self.grad_bias),
         )
     }
 

@@ -135,23 +135,23 @@ pub trait Layer: Send {
 /// Where [`Layer::import`] gets a tensor by name and expected shape.
 pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>, String> + 'a;
 
-/// The two parameters of a layer with a weight matrix and a bias vector.
-pub(crate) fn weight_and_bias<'a>(
-    weight: &'a mut Array2<f32>,
-    grad_weight: &'a Array2<f32>,
-    bias: &'a mut ndarray::Array1<f32>,
-    grad_bias: &'a ndarray::Array1<f32>,
+/// A layer's two parameters called `names` (`weight` and `bias`, or batch normalisation's `gamma`
+/// and `beta`), each given as its values and its gradient, arrays in standard layout.
+pub(crate) fn two_params<'a, D: ndarray::Dimension>(
+    names: [&'static str; 2],
+    (first, grad_first): (&'a mut ndarray::Array<f32, D>, &'a ndarray::Array<f32, D>),
+    (second, grad_second): (&'a mut ndarray::Array1<f32>, &'a ndarray::Array1<f32>),
 ) -> Vec<Param<'a>> {
     vec![
         Param {
-            name: "weight",
-            value: weight.as_slice_mut().expect("standard layout"),
-            grad: grad_weight.as_slice().expect("standard layout"),
+            name: names[0],
+            value: first.as_slice_mut().expect("standard layout"),
+            grad: grad_first.as_slice().expect("standard layout"),
         },
         Param {
-            name: "bias",
-            value: bias.as_slice_mut().expect("standard layout"),
-            grad: grad_bias.as_slice().expect("standard layout"),
+            name: names[1],
+            value: second.as_slice_mut().expect("standard layout"),
+            grad: grad_second.as_slice().expect("standard layout"),
         },
     ]
 }
