@@ -23,7 +23,8 @@
 //! - [`experiments`]: the seeds' experiments with their exact settings;
 //! - [`bench`](mod@bench): the workloads `mnist-nn bench` times, and this machine's GEMM peak;
 //! - [`model`]: saving and loading trained networks (`.safetensors`, PyTorch-compatible names);
-//! - [`draw`]: digits in the terminal and as PNG.
+//! - [`draw`]: digits in the terminal and as PNG;
+//! - [`serve`]: a saved model behind a web page to draw digits on, and a JSON API.
 //!
 //! # Example
 //!
@@ -69,6 +70,7 @@ pub mod model;
 pub mod network;
 pub mod optim;
 pub mod schedule;
+pub mod serve;
 pub mod train;
 
 /// The one random generator behind everything random (initialisation, shuffling): ChaCha8,

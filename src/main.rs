@@ -48,6 +48,8 @@ enum Command {
     /// Download the four files of MNIST (or --dataset fashion-mnist, kmnist), verified against
     /// their published checksums.
     Download(DownloadArgs),
+    /// Serve a saved model: a web page to draw digits on, its mistakes on the test set, a JSON API.
+    Serve(cli::serve::ServeArgs),
     /// Time training epochs of the workloads against this machine's matrix-product peak.
     Bench(cli::bench::BenchArgs),
 }
@@ -237,7 +239,7 @@ struct DownloadArgs {
     mirror: Vec<String>,
 }
 
-fn positive(s: &str) -> Result<usize, String> {
+pub(crate) fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(n) => Ok(n),
@@ -276,6 +278,7 @@ fn main() -> ExitCode {
         Command::Show(args) => cli::inspect::show(args),
         Command::Download(args) => download(args),
         Command::Bench(args) => cli::bench::bench(args),
+        Command::Serve(args) => cli::serve::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -68,6 +68,24 @@ pub struct Training {
     pub dataset: DataSet,
 }
 
+impl Training {
+    /// One line: `experiment mlp: 10 epochs, Adam(...), learning rate 0.001 (cosine:0), batches
+    /// of 128, seed 0`.
+    pub fn summary(&self) -> String {
+        let schedule = match self.schedule {
+            Schedule::Constant => String::new(),
+            schedule => format!(" ({schedule})"),
+        };
+        let batches = self
+            .batch_size
+            .map_or("full batch".to_string(), |b| format!("batches of {b}"));
+        format!(
+            "{}: {} epochs, {}, learning rate {}{schedule}, {batches}, seed {}",
+            self.command, self.epochs, self.optimizer, self.lr, self.seed
+        )
+    }
+}
+
 fn plain_sgd() -> OptimizerSettings {
     OptimizerSettings::PLAIN_SGD
 }

@@ -131,18 +131,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let (raw, dir) = load_raw_set(set, args.data_dir.as_deref())?;
     let test = saved.preprocessing.dataset(&raw.test, 0..raw.test.len());
     let mut network = saved.network;
-    let t = &saved.training;
     println!("mnist-nn eval {}", args.model.display());
     println!("  layers:         {}", network.describe());
-    println!(
-        "  trained by:     {}, {} epochs, learning rate {}, {}, seed {}",
-        t.command,
-        t.epochs,
-        t.lr,
-        t.batch_size
-            .map_or("full batch".to_string(), |b| format!("batches of {b}")),
-        t.seed
-    );
+    println!("  trained by:     {}", saved.training.summary());
     println!(
         "  data:           {} in {} ({} test images)",
         set.title(),

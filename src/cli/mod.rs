@@ -5,4 +5,5 @@ pub mod fetch;
 pub mod inspect;
 pub mod plot;
 pub mod predict;
+pub mod serve;
 pub mod train;

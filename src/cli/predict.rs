@@ -1,9 +1,9 @@
 //! `predict`: what a saved model sees in your own pictures.
 //!
 //! A picture is prepared as the model's data set was made: for MNIST, the ink's bounding box
-//! scaled to 20x20 and centred by its centre of mass in 28x28 ([`mnist_like`]); for the other
-//! sets, the whole picture scaled to 28 pixels on its longer side and centred
-//! ([`whole_picture`]). Both take either polarity and remove the background's own level.
+//! scaled to 20x20 and centred by its centre of mass in 28x28; for the other sets, the whole
+//! picture scaled to 28 pixels on its longer side and centred ([`prepare`]). Both take either
+//! polarity and remove the background's own level.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ use clap::Args;
 use ndarray::Array2;
 use serde::Serialize;
 
-use mnist_nn::data::handwriting::{mnist_like, whole_picture};
+use mnist_nn::data::handwriting::prepare;
 use mnist_nn::data::{DataSet, IMAGE_PIXELS};
 use mnist_nn::loss::{argmax, softmax_rows};
 use mnist_nn::model;
@@ -45,17 +45,13 @@ struct Prediction {
 pub fn predict(args: PredictArgs) -> Result<()> {
     let saved = model::load(&args.model)?;
     let set = super::inspect::model_dataset(&args.model, saved.training.dataset, args.dataset)?;
-    let prepare = if set.is_digits() {
-        mnist_like
-    } else {
-        whole_picture
-    };
     let mut network = saved.network;
     let mut inputs = Array2::<f32>::zeros((args.images.len(), IMAGE_PIXELS));
     for (path, mut row) in args.images.iter().zip(inputs.rows_mut()) {
         let picture = image::open(path)
             .with_context(|| format!("{}: cannot read it as an image", path.display()))?;
-        let pixels = prepare(&picture).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let pixels =
+            prepare(set, &picture).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for (input, &pixel) in row.iter_mut().zip(&pixels) {
             *input = saved.preprocessing.apply(pixel);
         }

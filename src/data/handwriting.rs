@@ -12,7 +12,17 @@
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, GrayImage, Luma};
 
-use super::IMAGE_SIDE;
+use super::{DataSet, IMAGE_SIDE};
+
+/// The 28x28 pixels of `picture` prepared as the images of `set` were made: [`mnist_like`] for
+/// the digit sets, [`whole_picture`] for the others.
+pub fn prepare(set: DataSet, picture: &DynamicImage) -> Result<Vec<u8>, String> {
+    if set.is_digits() {
+        mnist_like(picture)
+    } else {
+        whole_picture(picture)
+    }
+}
 
 /// The side of the box the digit is scaled into.
 const DIGIT_BOX: u32 = 20;

@@ -128,3 +128,4 @@ pub fn fashion_dir() -> PathBuf {
     );
     dir
 }
+pub mod server;
