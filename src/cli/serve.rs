@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use mnist_nn::data::handwriting::preparation;
 use mnist_nn::serve::api::ModelInfo;
 use mnist_nn::serve::predictor::Predictor;
 use mnist_nn::serve::test_report::TestReport;
@@ -52,6 +53,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         dataset: set.name(),
         dataset_title: set.title(),
         classes: set.class_names().to_vec(),
+        preparation: preparation(set),
         layers,
         parameters,
         trained: predictor.training().summary(),

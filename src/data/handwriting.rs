@@ -24,6 +24,15 @@ pub fn prepare(set: DataSet, picture: &DynamicImage) -> Result<Vec<u8>, String> 
     }
 }
 
+/// What [`prepare`] does to a picture for `set`, in one sentence.
+pub fn preparation(set: DataSet) -> &'static str {
+    if set.is_digits() {
+        "the ink's bounding box scaled to 20x20, centred by its centre of mass, as MNIST's digits were made"
+    } else {
+        "the whole picture scaled to 28 pixels on its longer side and centred, as the set's images were made"
+    }
+}
+
 /// The side of the box the digit is scaled into.
 const DIGIT_BOX: u32 = 20;
 /// Ink below this fraction of the strongest ink does not count for the bounding box.

@@ -179,6 +179,8 @@ pub struct ModelInfo {
     pub dataset_title: &'static str,
     /// The names of its classes, in order.
     pub classes: Vec<&'static str>,
+    /// How a picture sent to `/api/predict` becomes the 28x28 image the network receives.
+    pub preparation: &'static str,
     /// The layers, one line each.
     pub layers: Vec<String>,
     /// Trainable parameters.

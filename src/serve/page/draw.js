@@ -151,6 +151,7 @@ clearPad();
 fetchJson("/api/model")
   .then((info) => {
     classes = info.classes;
+    document.getElementById("preparation").textContent = `: ${info.preparation}`;
     describeModel(info);
     showBars(new Array(classes.length).fill(0));
   })

@@ -48,6 +48,10 @@ function cellOf(tag, text, scope) {
 }
 
 async function showCell(truth, predicted) {
+  for (const button of matrixTable.querySelectorAll("button")) {
+    const chosen = Number(button.dataset.truth) === truth && Number(button.dataset.predicted) === predicted;
+    button.setAttribute("aria-pressed", String(chosen));
+  }
   cellStatus.textContent = "Loading…";
   try {
     const cell = await fetchJson(`/api/mistakes?truth=${truth}&predicted=${predicted}&limit=100`);
