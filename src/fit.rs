@@ -6,7 +6,7 @@
 //! of its own can do the same:
 //!
 //! ```text
-//! let fit = Fit { data: &mnist, epochs: 10, evaluate_every: 1, test_every: None, checkpoint: None,
+//! let fit = Fit { data: &mnist, epochs: 10, evaluate_every: 1, test_every: None, checkpoint: None, augment: None,
 //!                 training: &record, keep_last_finite: false };
 //! let (outcome, records) = fit.run(&mut network, &mut trainer, &mut rng, None, || false, &mut ())?;
 //! ```
@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::augment::Augmentation;
 use crate::checkpoint::{self, Position};
 use crate::data::Mnist;
 use crate::model::{self, ModelError, Training};
@@ -90,6 +91,18 @@ pub struct Fit<'a> {
     pub training: &'a Training,
     /// Keep the model file of the state before each epoch, to return it if the epoch diverges.
     pub keep_last_finite: bool,
+    /// Train each epoch on newly distorted copies of the training images.
+    pub augment: Option<Augmented<'a>>,
+}
+
+/// Distorted training images, drawn anew every epoch.
+pub struct Augmented<'a> {
+    /// The distortions.
+    pub augmentation: &'a Augmentation,
+    /// The training images as stored (784 bytes each), in the order of the training set.
+    pub pixels: &'a [u8],
+    /// The run's seed (epoch `e`'s images come from it and `e`, see [`Augmentation::epoch`]).
+    pub seed: u64,
 }
 
 /// Where a resumed run starts.
@@ -147,11 +160,25 @@ impl Fit<'_> {
         };
         let mut records = Vec::new();
         let started = Instant::now();
+        // The distorted training set, rewritten every epoch (its labels do not change).
+        let mut augmented = self.augment.as_ref().map(|_| self.data.train.clone());
         for epoch in first_epoch..=self.epochs {
             let epoch_start = Instant::now();
             let before = self
                 .keep_last_finite
                 .then(|| model::to_bytes(network, &self.data.preprocessing, self.training));
+            // A resumed epoch is drawn again from the same seed: the same images.
+            if let (Some(a), Some(data)) = (&self.augment, &mut augmented) {
+                let (pixels, preprocessing) = (a.pixels, &self.data.preprocessing);
+                a.augmentation.epoch_inputs(
+                    pixels,
+                    a.seed,
+                    epoch as u64,
+                    preprocessing,
+                    &mut data.images,
+                );
+            }
+            let train = augmented.as_ref().unwrap_or(&self.data.train);
             match resumed.take() {
                 Some(progress) => trainer.restore(progress),
                 None => trainer.start_epoch(n_train, rng),
@@ -161,7 +188,7 @@ impl Fit<'_> {
             let mut lr = trainer.optimizer.lr;
             let stats = trainer.run_epoch(
                 network,
-                &self.data.train,
+                train,
                 rng,
                 || stop() || blown_up.get().is_some(),
                 |step| {

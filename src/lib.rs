@@ -18,6 +18,7 @@
 //! - [`architecture`]: architectures written as text, with inferred shapes and a summary table;
 //! - [`gemm`]: the matrix product every layer's work goes through;
 //! - [`init`]: the weight initialisations (`he`, `xavier`, `gaussian`, `samson`);
+//! - [`augment`]: random translations, affine and elastic distortions of training images;
 //! - [`data`]: reading, finding, downloading and preparing MNIST, Fashion-MNIST and Kuzushiji-MNIST;
 //! - [`gradcheck`]: finite-difference checks of backward passes;
 //! - [`experiments`]: the seeds' experiments with their exact settings;
@@ -55,6 +56,7 @@
 
 pub mod architecture;
 pub mod atomic;
+pub mod augment;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use cli::fetch::{fetch_with_progress, mirrors};
 use cli::train::{launch, Plan};
 use mnist_nn::architecture::{self, Shape};
+use mnist_nn::augment::Augmentation;
 use mnist_nn::data::{locate, DataSet, Scaling, CLASSES};
 use mnist_nn::experiments;
 use mnist_nn::init::Init;
@@ -195,6 +196,11 @@ pub struct RunArgs {
     /// Print the architecture as a table (output shapes, parameters, FLOPs) before training.
     #[arg(long)]
     summary: bool,
+    /// Distort the training images anew every epoch: `translate[:T]`,
+    /// `affine[:ROTATION[:SCALE[:SQUEEZE[:SHEAR[:SHIFT]]]]]`, `elastic[:SIGMA[:ALPHA]]`, or several
+    /// joined by `+` (`mnist-nn show --augment SPEC` draws examples).
+    #[arg(long, value_parser = str::parse::<Augmentation>)]
+    augment: Option<Augmentation>,
     /// Print a line every this many epochs [default: every epoch with a validation set, else
     /// about ten lines in all].
     #[arg(long, value_parser = positive)]

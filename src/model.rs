@@ -66,6 +66,9 @@ pub struct Training {
     /// The data set it was trained on (MNIST for models saved before there was a choice).
     #[serde(default)]
     pub dataset: DataSet,
+    /// The distortions of the training images, as `--augment` spells them (none if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<String>,
 }
 
 impl Training {
@@ -79,8 +82,12 @@ impl Training {
         let batches = self
             .batch_size
             .map_or("full batch".to_string(), |b| format!("batches of {b}"));
+        let augment = self
+            .augment
+            .as_ref()
+            .map_or(String::new(), |a| format!(", augmented ({a})"));
         format!(
-            "{}: {} epochs, {}, learning rate {}{schedule}, {batches}, seed {}",
+            "{}: {} epochs, {}, learning rate {}{schedule}, {batches}{augment}, seed {}",
             self.command, self.epochs, self.optimizer, self.lr, self.seed
         )
     }

@@ -758,6 +758,7 @@ fn broken_model_files_are_refused_by_every_command_that_reads_them() {
         schedule: mnist_nn::schedule::Schedule::Constant,
         warmup_steps: 0,
         dataset: mnist_nn::data::DataSet::Mnist,
+        augment: None,
     };
     let bytes = mnist_nn::model::to_bytes(
         &network,
@@ -928,4 +929,145 @@ fn any_architecture_trains_with_adam_and_a_schedule_and_reports_validation() {
         out.lines().last(),
         "eval and train disagree"
     );
+}
+
+#[test]
+fn show_augment_draws_what_the_epochs_of_a_run_train_on() {
+    let dir = mnist_dir();
+    let data = dir.to_str().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let png = out_dir.path().join("augmented.png");
+    let png_arg = png.to_str().unwrap();
+    let args = [
+        "show",
+        "0",
+        "7",
+        "--augment",
+        "affine+elastic",
+        "--copies",
+        "3",
+        "--seed",
+        "4",
+        "--data-dir",
+        data,
+        "--png",
+        png_arg,
+    ];
+    let output = run(&args, &[], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains(
+            "augmented with affine:10:0.1:0.1:0.2:2+elastic:4:34\n  as epochs 1-3 of a run with --seed 4"
+        ),
+        "{out}"
+    );
+    assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+    // Two images, each as stored and as three epochs see it: a grid of 4 columns and 2 rows.
+    let picture = image::open(&png).unwrap().to_luma8();
+    assert!(
+        picture.width() >= 4 * 28 * 4 && picture.width() < 5 * 28 * 4,
+        "{:?}",
+        picture.dimensions()
+    );
+    // The same seed draws the same pictures; another seed, others.
+    let again = run(&args, &[], None);
+    assert_eq!(stdout(&again), out);
+    let mut other = args.to_vec();
+    other[8] = "5";
+    assert_ne!(
+        stdout(&run(&other, &[], None)).replace("seed 5", "seed 4"),
+        out
+    );
+
+    for (bad, message) in [
+        (
+            vec!["show", "0", "--augment", "rotate"],
+            "unknown distortion 'rotate'",
+        ),
+        (
+            vec!["show", "0", "--augment", "translate:1.5"],
+            "whole pixels",
+        ),
+        (
+            vec!["show", "0", "--augment", "translate", "--split", "test"],
+            "--split train",
+        ),
+        (vec!["show", "0", "--copies", "2"], "--augment"),
+    ] {
+        let mut bad = bad.clone();
+        bad.extend(["--data-dir", data]);
+        let output = run(&bad, &[], None);
+        assert!(!output.status.success(), "{bad:?}");
+        assert!(
+            stderr(&output).contains(message),
+            "{bad:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn train_augment_is_recorded_reproducible_and_changes_training() {
+    let dir = mnist_dir();
+    let out_dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, augment: Option<&str>| {
+        let path = out_dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--hidden",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "256",
+            "--lr",
+            "0.1",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--save",
+            path.to_str().unwrap(),
+        ];
+        if let Some(spec) = augment {
+            args.extend(["--augment", spec]);
+        }
+        let output = run(&args, &[], None);
+        assert!(output.status.success(), "{}", stderr(&output));
+        (std::fs::read(&path).unwrap(), stdout(&output))
+    };
+    let (first, out) = train("a.safetensors", Some("translate:2+elastic"));
+    assert!(
+        out.contains("augmentation") && out.contains("translate:2+elastic:4:34, new every epoch"),
+        "{out}"
+    );
+    let (second, _) = train("b.safetensors", Some("translate:2+elastic"));
+    let (plain, _) = train("c.safetensors", None);
+    let (a, b, c) = (
+        mnist_nn::model::from_bytes(&first).unwrap(),
+        mnist_nn::model::from_bytes(&second).unwrap(),
+        mnist_nn::model::from_bytes(&plain).unwrap(),
+    );
+    assert_eq!(
+        a.training.augment.as_deref(),
+        Some("translate:2+elastic:4:34")
+    );
+    assert_eq!(c.training.augment, None);
+    let weights = |m: &mnist_nn::model::SavedModel| -> Vec<f32> {
+        m.network
+            .layers()
+            .iter()
+            .flat_map(|l| l.export())
+            .flat_map(|t| t.values)
+            .collect()
+    };
+    assert_eq!(weights(&a), weights(&b), "the same seed, the same weights");
+    assert_ne!(
+        weights(&a),
+        weights(&c),
+        "augmentation changes what is learnt"
+    );
+    assert!(a
+        .training
+        .summary()
+        .contains("augmented (translate:2+elastic:4:34)"));
 }

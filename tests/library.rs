@@ -397,6 +397,7 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
         schedule: Schedule::Constant,
         warmup_steps: 0,
         dataset: mnist_nn::data::DataSet::Mnist,
+        augment: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ck.safetensors");
@@ -465,6 +466,7 @@ fn a_fit_stops_on_request_and_at_divergence() {
         schedule: Schedule::Constant,
         warmup_steps: 0,
         dataset: mnist_nn::data::DataSet::Mnist,
+        augment: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("ck.safetensors");
@@ -479,6 +481,7 @@ fn a_fit_stops_on_request_and_at_divergence() {
         }),
         training: &training,
         keep_last_finite: true,
+        augment: None,
     };
     // Asked to stop after the third step: the checkpoint holds the position.
     let mut rng = seeded_rng(44);

@@ -28,6 +28,7 @@ fn training() -> Training {
         schedule: Schedule::Constant,
         warmup_steps: 0,
         dataset: mnist_nn::data::DataSet::Mnist,
+        augment: None,
     }
 }
 

@@ -46,10 +46,12 @@ fn weights(path: &Path) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// An Adam run with a one-cycle schedule, warm-up and dropout, in batches of 64.
+/// An Adam run with a one-cycle schedule, warm-up, dropout and augmented images, in batches of 64.
 fn adam_args() -> Vec<&'static str> {
     vec![
         "train",
+        "--augment",
+        "affine+elastic",
         "--layers",
         "linear 64, relu, dropout 0.2, linear 10",
         "--epochs",

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use mnist_nn::atomic::write_atomically;
+use mnist_nn::augment::Augmentation;
 use mnist_nn::data::{DataSet, CLASSES};
 use mnist_nn::loss::{argmax, loss_and_correct};
 use mnist_nn::{draw, model};
@@ -32,6 +33,15 @@ pub struct ShowArgs {
     /// system package, the cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Also draw each training image as epochs 1, 2, ... of `train --augment SPEC --seed S` see it.
+    #[arg(long, value_parser = str::parse::<Augmentation>)]
+    augment: Option<Augmentation>,
+    /// How many epochs' versions --augment draws.
+    #[arg(long, default_value_t = 3, value_parser = crate::positive, requires = "augment")]
+    copies: usize,
+    /// The seed of the run whose augmented images --augment draws.
+    #[arg(long, default_value_t = 0, requires = "augment")]
+    seed: u64,
 }
 
 /// A label as the terminal shows it: `4` for MNIST, `4 (Coat)` for the others.
@@ -58,6 +68,22 @@ pub fn show(args: ShowArgs) -> Result<()> {
             split.len() - 1
         );
     }
+    if args.augment.is_some() && args.split == "test" {
+        bail!("--augment distorts training images: it goes with --split train");
+    }
+    // Each image, then its augmented versions (epochs 1..=copies) with their captions.
+    let versions = |index: usize| -> Vec<(Vec<u8>, String)> {
+        let original = split.image(index);
+        let caption = set.caption_names()[split.labels[index] as usize].to_string();
+        let mut all = vec![(original.to_vec(), caption)];
+        if let Some(augmentation) = &args.augment {
+            all.extend((1..=args.copies as u64).map(|epoch| {
+                let pixels = augmentation.image(original, args.seed, epoch, index);
+                (pixels, format!("E{epoch}"))
+            }));
+        }
+        all
+    };
     for &index in &args.indices {
         println!(
             "{} {} image {index}: label {}",
@@ -65,22 +91,33 @@ pub fn show(args: ShowArgs) -> Result<()> {
             args.split,
             label_text(set, split.labels[index])
         );
-        for line in draw::terminal(split.image(index)) {
-            println!("  {line}");
+        if let Some(augmentation) = &args.augment {
+            println!(
+                "  as stored, then augmented with {augmentation}\n  as epochs 1-{} of a run with --seed {} see it:",
+                args.copies, args.seed
+            );
+        }
+        // Two pictures side by side at most: 60 columns.
+        let pictures: Vec<Vec<String>> = versions(index)
+            .iter()
+            .map(|(pixels, _)| draw::terminal(pixels))
+            .collect();
+        for pair in pictures.chunks(2) {
+            for row in 0..pair[0].len() {
+                let line: Vec<&str> = pair.iter().map(|p| p[row].as_str()).collect();
+                println!("  {}", line.join("  "));
+            }
         }
     }
     if let Some(path) = &args.png {
-        let digits: Vec<(&[u8], String)> = args
-            .indices
+        let drawn: Vec<Vec<(Vec<u8>, String)>> =
+            args.indices.iter().map(|&i| versions(i)).collect();
+        let digits: Vec<(&[u8], String)> = drawn
             .iter()
-            .map(|&i| {
-                (
-                    split.image(i),
-                    set.caption_names()[split.labels[i] as usize].to_string(),
-                )
-            })
+            .flatten()
+            .map(|(pixels, caption)| (pixels.as_slice(), caption.clone()))
             .collect();
-        let bytes = draw::png_strip(&digits, 4).context("encoding the PNG")?;
+        let bytes = draw::png_grid(&digits, drawn[0].len(), 4).context("encoding the PNG")?;
         write_atomically(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }

@@ -13,7 +13,7 @@ use mnist_nn::architecture::{self, PlannedLayer, Shape};
 use mnist_nn::atomic::write_atomically;
 use mnist_nn::checkpoint;
 use mnist_nn::data::{Mnist, Preprocessing, Scaling, IMAGE_PIXELS};
-use mnist_nn::fit::{CheckpointTarget, EpochRecord, Fit, Observer, Outcome, Start};
+use mnist_nn::fit::{Augmented, CheckpointTarget, EpochRecord, Fit, Observer, Outcome, Start};
 use mnist_nn::init::Init;
 use mnist_nn::layers::LayerSpec;
 use mnist_nn::model::{self, Training};
@@ -76,6 +76,11 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         );
     }
     let mnist = Mnist::prepare_split(&raw, plan.validation, plan.scaling);
+    // Augmentation distorts the stored pixels of the training images, then scales them.
+    let train_pixels = args
+        .augment
+        .as_ref()
+        .map(|_| raw.train.pixels[..mnist.train.len() * IMAGE_PIXELS].to_vec());
     drop(raw);
     let (mut network, epochs_before, init) = match from {
         Some(saved) => (saved.network, saved.training.epochs, saved.training.init),
@@ -95,6 +100,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         schedule: plan.schedule,
         warmup_steps: plan.warmup_steps,
         dataset: args.dataset,
+        augment: args.augment.as_ref().map(|a| a.to_string()),
     };
     let resume = resume_point(args, &record, &mut network, &mut rng)?;
     let (start, optimizer) = match resume {
@@ -109,6 +115,9 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
     settings.extend(plan.settings.iter().cloned());
     settings.push(("initialisation", init.unwrap_or_else(|| "unknown".into())));
     settings.push(("seed", args.seed.to_string()));
+    if let Some(augmentation) = &args.augment {
+        settings.push(("augmentation", format!("{augmentation}, new every epoch")));
+    }
     print_configuration(&mut network, &plan, args, &record, &mnist, &dir, settings);
     if args.summary {
         let planned = architecture::plan(&network.specs(), Shape::MNIST);
@@ -143,6 +152,13 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         }),
         training: &record,
         keep_last_finite: args.save.is_some(),
+        augment: args.augment.as_ref().zip(train_pixels.as_deref()).map(
+            |(augmentation, pixels)| Augmented {
+                augmentation,
+                pixels,
+                seed: args.seed,
+            },
+        ),
     };
     catch_ctrl_c();
     let mut progress = Progress::new(plan.epochs, mnist.train.len());
@@ -345,11 +361,12 @@ fn resume_point(
         && record.optimizer == theirs.optimizer
         && record.schedule == theirs.schedule
         && record.warmup_steps == theirs.warmup_steps
-        && record.dataset == theirs.dataset;
+        && record.dataset == theirs.dataset
+        && record.augment == theirs.augment;
     if !same {
         bail!(
             "{}: the checkpoint comes from `{}` on {} with {} epochs, learning rate {}, batch size {:?}, \
-             seed {}, {}, schedule {}, warm-up {}; resume with the same settings",
+             seed {}, {}, schedule {}, warm-up {}, augmentation {}; resume with the same settings",
             path.display(),
             theirs.command,
             theirs.dataset,
@@ -359,7 +376,8 @@ fn resume_point(
             theirs.seed,
             theirs.optimizer,
             theirs.schedule,
-            theirs.warmup_steps
+            theirs.warmup_steps,
+            theirs.augment.as_deref().unwrap_or("none")
         );
     }
     if network.specs() != saved.model.network.specs() {
