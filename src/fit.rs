@@ -15,11 +15,12 @@ use std::cell::Cell;
 use std::path::Path;
 use std::time::Instant;
 
+use ndarray::Array2;
 use serde::Serialize;
 
 use crate::augment::Augmentation;
 use crate::checkpoint::{self, Position};
-use crate::data::Mnist;
+use crate::data::{Dataset, Mnist};
 use crate::model::{self, ModelError, Training};
 use crate::network::{Evaluation, Network};
 use crate::train::{EpochProgress, StepReport, Trainer};
@@ -101,7 +102,7 @@ pub struct Augmented<'a> {
     pub augmentation: &'a Augmentation,
     /// The training images as stored (784 bytes each), in the order of the training set.
     pub pixels: &'a [u8],
-    /// The run's seed (epoch `e`'s images come from it and `e`, see [`Augmentation::epoch`]).
+    /// The run's seed (epoch `e`'s images come from it and `e`, see [`Augmentation::epoch_inputs`]).
     pub seed: u64,
 }
 
@@ -161,7 +162,10 @@ impl Fit<'_> {
         let mut records = Vec::new();
         let started = Instant::now();
         // The distorted training set, rewritten every epoch (its labels do not change).
-        let mut augmented = self.augment.as_ref().map(|_| self.data.train.clone());
+        let mut augmented = self.augment.as_ref().map(|_| {
+            let train = &self.data.train;
+            Dataset::new(Array2::zeros(train.images.dim()), train.labels.clone())
+        });
         for epoch in first_epoch..=self.epochs {
             let epoch_start = Instant::now();
             let before = self
