@@ -117,7 +117,13 @@ pub fn show(args: ShowArgs) -> Result<()> {
             .flatten()
             .map(|(pixels, caption)| (pixels.as_slice(), caption.clone()))
             .collect();
-        let bytes = draw::png_grid(&digits, drawn[0].len(), 4).context("encoding the PNG")?;
+        // One row of images; with --augment, a row per image and its versions.
+        let columns = if args.augment.is_some() {
+            drawn[0].len()
+        } else {
+            digits.len()
+        };
+        let bytes = draw::png_grid(&digits, columns, 4).context("encoding the PNG")?;
         write_atomically(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
