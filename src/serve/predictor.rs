@@ -69,11 +69,6 @@ impl Predictor {
         self.training.dataset
     }
 
-    /// How pixels become the network's inputs.
-    pub fn preprocessing(&self) -> Preprocessing {
-        self.preprocessing
-    }
-
     /// Runs `f` with a network of the pool to itself.
     pub fn with_network<T>(&self, f: impl FnOnce(&mut Network) -> T) -> T {
         let taken = self.idle.lock().expect("the pool's lock").pop();
