@@ -76,7 +76,7 @@ pub struct Augmentation {
 }
 
 /// A 28x28 image, row by row (0 = background, 255 = ink).
-type Image = [u8; IMAGE_PIXELS];
+pub type Image = [u8; IMAGE_PIXELS];
 
 /// The centre of the image, in pixel coordinates.
 const CENTRE: f32 = (IMAGE_SIDE as f32 - 1.0) / 2.0;
@@ -177,18 +177,8 @@ fn affine_source(
     }
 }
 
-/// A field of `U(-1, 1)` values smoothed by a Gaussian of `sigma` pixels (truncated at 3σ, zero
-/// beyond the image), row by row.
-///
-/// The 2-D Gaussian is separable, so it is two 1-D passes, each along the columns (where whole
-/// rows are added at once, which vectorises): one on the field, one on its transpose. The result
-/// is the smoothing of the transposed field, which is as random as the field itself: the draws
-/// fill the field column by column.
-fn smooth_random_field(sigma: f32, rng: &mut SeededRng) -> [f32; IMAGE_PIXELS] {
-    let mut field = [0.0f32; IMAGE_PIXELS];
-    for value in field.iter_mut() {
-        *value = rng.random_range(-1.0f32..1.0);
-    }
+/// The weights `g(d) ∝ exp(-d² / 2σ²)` for `d = -r..=r`, `r = ⌈3σ⌉`, summing to 1.
+fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     let radius = (3.0 * sigma).ceil() as usize;
     let weights: Vec<f32> = (0..=2 * radius)
         .map(|k| {
@@ -197,7 +187,22 @@ fn smooth_random_field(sigma: f32, rng: &mut SeededRng) -> [f32; IMAGE_PIXELS] {
         })
         .collect();
     let total: f32 = weights.iter().sum();
-    let kernel: Vec<f32> = weights.iter().map(|w| w / total).collect();
+    weights.iter().map(|w| w / total).collect()
+}
+
+/// A field of `U(-1, 1)` values smoothed by the Gaussian `kernel` ([`gaussian_kernel`]; zero
+/// beyond the image), row by row.
+///
+/// The 2-D Gaussian is separable, so it is two 1-D passes, each along the columns (where whole
+/// rows are added at once, which vectorises): one on the field, one on its transpose. The result
+/// is the smoothing of the transposed field, which is as random as the field itself: the draws
+/// fill the field column by column.
+fn smooth_random_field(kernel: &[f32], rng: &mut SeededRng) -> [f32; IMAGE_PIXELS] {
+    let mut field = [0.0f32; IMAGE_PIXELS];
+    for value in field.iter_mut() {
+        *value = rng.random_range(-1.0f32..1.0);
+    }
+    let radius = kernel.len() / 2;
     let along_columns = |input: &[f32; IMAGE_PIXELS]| {
         let mut out = [0.0f32; IMAGE_PIXELS];
         for (y, out_row) in out.chunks_mut(IMAGE_SIDE).enumerate() {
@@ -257,8 +262,9 @@ impl Distortion {
                 resample(image, affine_source(theta, scale, squeeze, shear, shift))
             }
             Distortion::Elastic { sigma, alpha } => {
-                let dx = smooth_random_field(sigma, rng);
-                let dy = smooth_random_field(sigma, rng);
+                let kernel = gaussian_kernel(sigma);
+                let dx = smooth_random_field(&kernel, rng);
+                let dy = smooth_random_field(&kernel, rng);
                 resample(image, |x, y| {
                     let k = y * IMAGE_SIDE + x;
                     (x as f32 + alpha * dx[k], y as f32 + alpha * dy[k])
@@ -270,18 +276,18 @@ impl Distortion {
 
 impl Augmentation {
     /// `image` (784 pixels) through every distortion in turn, with draws from `rng`.
-    pub fn apply(&self, image: &[u8], rng: &mut SeededRng) -> Vec<u8> {
+    pub fn apply(&self, image: &[u8], rng: &mut SeededRng) -> Image {
         let mut current: Image = image.try_into().expect("augment: 784 pixels");
         for distortion in &self.distortions {
             current = distortion.apply(&current, rng);
         }
-        current.to_vec()
+        current
     }
 
     /// Training image number `index` (its 784 `pixels`) as epoch `epoch` of a run seeded `seed`
     /// sees it: distorted with draws from stream `index` of a generator seeded by `seed` and
     /// `epoch`.
-    pub fn image(&self, pixels: &[u8], seed: u64, epoch: u64, index: usize) -> Vec<u8> {
+    pub fn image(&self, pixels: &[u8], seed: u64, epoch: u64, index: usize) -> Image {
         let mut rng = SeededRng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         rng.set_stream(index as u64);
         self.apply(pixels, &mut rng)
@@ -456,7 +462,7 @@ mod tests {
         // The field is linear in its random values, so compare one value of it with the sum the
         // definition gives, from the same draws.
         let sigma = 2.0;
-        let smooth = smooth_random_field(sigma, &mut crate::seeded_rng(9));
+        let smooth = smooth_random_field(&gaussian_kernel(sigma), &mut crate::seeded_rng(9));
         let mut rng = crate::seeded_rng(9);
         let draws: Vec<f32> = (0..IMAGE_PIXELS)
             .map(|_| rng.random_range(-1.0f32..1.0))
@@ -542,7 +548,7 @@ mod tests {
         let mut sum_sq = 0.0f64;
         let mut n = 0;
         for _ in 0..200 {
-            let field = smooth_random_field(4.0, &mut rng);
+            let field = smooth_random_field(&gaussian_kernel(4.0), &mut rng);
             let centre = field[14 * IMAGE_SIDE + 14] as f64;
             sum_sq += centre * centre;
             n += 1;

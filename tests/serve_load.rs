@@ -142,7 +142,7 @@ fn check(job: &Job, response: &Response) -> Result<(), String> {
 
 /// Sends `count` requests, `jobs[i % jobs.len()]` for the `i`-th, from [`CONCURRENCY`] kept-alive
 /// connections (a connection the server closes is opened again).
-fn run_load(addr: SocketAddr, jobs: &[Job], count: usize) -> Report {
+fn run_load(addr: SocketAddr, jobs: &[&Job], count: usize) -> Report {
     let next = AtomicUsize::new(0);
     let latencies = Mutex::new(Vec::with_capacity(count));
     let failures = Mutex::new(Vec::new());
@@ -157,7 +157,7 @@ fn run_load(addr: SocketAddr, jobs: &[Job], count: usize) -> Report {
                     if i >= count {
                         break;
                     }
-                    let job = &jobs[i % jobs.len()];
+                    let job = jobs[i % jobs.len()];
                     let sent = Instant::now();
                     let result =
                         connection.request("POST", job.path, Some((job.content_type, &job.body)));
@@ -205,7 +205,7 @@ fn twenty_thousand_predictions_64_at_a_time_are_all_answered_correctly() {
     ] {
         let server = Server::start(model, &[]);
         let jobs = good_jobs(model);
-        let report = run_load(server.addr, &jobs, REQUESTS);
+        let report = run_load(server.addr, &jobs.iter().collect::<Vec<_>>(), REQUESTS);
         report.print(name);
         assert_no_failures(&report);
         assert_eq!(report.latencies.len(), REQUESTS);
@@ -231,22 +231,10 @@ fn malformed_requests_among_good_ones_get_their_errors_and_the_server_stays_up()
         }
     }
     assert_eq!(b, 1_000);
-    let jobs: Vec<Job> = mixed
-        .into_iter()
-        .map(|job| Job {
-            content_type: job.content_type,
-            path: job.path,
-            body: job.body.clone(),
-            expected: match &job.expected {
-                Expected::Answer(p) => Expected::Answer(p.clone()),
-                Expected::Error(s) => Expected::Error(*s),
-            },
-        })
-        .collect();
-    let report = run_load(server.addr, &jobs, jobs.len());
+    let report = run_load(server.addr, &mixed, mixed.len());
     report.print("MLP with 1 malformed request in 21");
     assert_no_failures(&report);
-    assert_eq!(report.latencies.len(), jobs.len());
+    assert_eq!(report.latencies.len(), mixed.len());
     assert!(
         server.child.try_wait().unwrap().is_none(),
         "the server is still running"

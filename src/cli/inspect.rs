@@ -79,7 +79,7 @@ pub fn show(args: ShowArgs) -> Result<()> {
         if let Some(augmentation) = &args.augment {
             all.extend((1..=args.copies as u64).map(|epoch| {
                 let pixels = augmentation.image(original, args.seed, epoch, index);
-                (pixels, format!("E{epoch}"))
+                (pixels.to_vec(), format!("E{epoch}"))
             }));
         }
         all

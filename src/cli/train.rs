@@ -66,7 +66,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
             );
         }
     }
-    let (raw, dir) = load_raw_set(args.dataset, args.data_dir.as_deref())?;
+    let (mut raw, dir) = load_raw_set(args.dataset, args.data_dir.as_deref())?;
     if plan.validation >= raw.train.len() {
         bail!(
             "holding out {} images for validation leaves none of the {} in {} to train on",
@@ -76,11 +76,13 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         );
     }
     let mnist = Mnist::prepare_split(&raw, plan.validation, plan.scaling);
-    // Augmentation distorts the stored pixels of the training images, then scales them.
-    let train_pixels = args
-        .augment
-        .as_ref()
-        .map(|_| raw.train.pixels[..mnist.train.len() * IMAGE_PIXELS].to_vec());
+    // Augmentation distorts the stored pixels of the training images (kept, not copied), then
+    // scales them; the rest of the raw data is dropped.
+    let train_pixels = args.augment.as_ref().map(|_| {
+        let mut pixels = std::mem::take(&mut raw.train.pixels);
+        pixels.truncate(mnist.train.len() * IMAGE_PIXELS);
+        pixels
+    });
     drop(raw);
     let (mut network, epochs_before, init) = match from {
         Some(saved) => (saved.network, saved.training.epochs, saved.training.init),

@@ -62,16 +62,8 @@ pub fn mnist_like(picture: &DynamicImage) -> Result<Vec<u8>, String> {
     let (box_w, box_h) = (right - left + 1, bottom - top + 1);
 
     // Crop, and scale the longer side to 20 pixels.
-    let cropped = GrayImage::from_fn(box_w, box_h, |x, y| {
-        let value = ink[((top + y) * width + left + x) as usize] / strongest;
-        Luma([(value.clamp(0.0, 1.0) * 255.0).round() as u8])
-    });
-    let scale = DIGIT_BOX as f32 / box_w.max(box_h) as f32;
-    let (new_w, new_h) = (
-        ((box_w as f32 * scale).round() as u32).clamp(1, DIGIT_BOX),
-        ((box_h as f32 * scale).round() as u32).clamp(1, DIGIT_BOX),
-    );
-    let digit = imageops::resize(&cropped, new_w, new_h, FilterType::Triangle);
+    let cropped = grey_crop(&ink, width, strongest, (left, top, box_w, box_h));
+    let digit = fit_longer_side(&cropped, DIGIT_BOX);
 
     // Centre of mass, moved to the centre of the 28x28 field.
     let (mut mass, mut sum_x, mut sum_y) = (0.0f64, 0.0f64, 0.0f64);
@@ -107,23 +99,38 @@ pub fn whole_picture(picture: &DynamicImage) -> Result<Vec<u8>, String> {
     if strongest < 0.1 {
         return Err("nothing found: the picture is blank or has no contrast".into());
     }
-    let grey = GrayImage::from_fn(width, height, |x, y| {
-        let value = ink[(y * width + x) as usize] / strongest;
-        Luma([(value.clamp(0.0, 1.0) * 255.0).round() as u8])
-    });
+    let grey = grey_crop(&ink, width, strongest, (0, 0, width, height));
     let side = IMAGE_SIDE as u32;
-    let scale = side as f32 / width.max(height) as f32;
-    let (new_w, new_h) = (
-        ((width as f32 * scale).round() as u32).clamp(1, side),
-        ((height as f32 * scale).round() as u32).clamp(1, side),
-    );
-    let scaled = imageops::resize(&grey, new_w, new_h, FilterType::Triangle);
+    let scaled = fit_longer_side(&grey, side);
+    let (new_w, new_h) = scaled.dimensions();
     let (left, top) = ((side - new_w) / 2, (side - new_h) / 2);
     let mut out = vec![0u8; IMAGE_SIDE * IMAGE_SIDE];
     for (x, y, pixel) in scaled.enumerate_pixels() {
         out[((top + y) * side + left + x) as usize] = pixel[0];
     }
     Ok(out)
+}
+
+/// The rectangle `(left, top, width, height)` of an ink map `width` pixels wide as a grey picture,
+/// the `strongest` ink at 255.
+fn grey_crop(ink: &[f32], width: u32, strongest: f32, rect: (u32, u32, u32, u32)) -> GrayImage {
+    let (left, top, w, h) = rect;
+    GrayImage::from_fn(w, h, |x, y| {
+        let value = ink[((top + y) * width + left + x) as usize] / strongest;
+        Luma([(value.clamp(0.0, 1.0) * 255.0).round() as u8])
+    })
+}
+
+/// `picture` scaled (anti-aliased) so that its longer side is `side` pixels, keeping its aspect
+/// ratio (the shorter side at least 1 pixel).
+fn fit_longer_side(picture: &GrayImage, side: u32) -> GrayImage {
+    let (width, height) = picture.dimensions();
+    let scale = side as f32 / width.max(height) as f32;
+    let (new_w, new_h) = (
+        ((width as f32 * scale).round() as u32).clamp(1, side),
+        ((height as f32 * scale).round() as u32).clamp(1, side),
+    );
+    imageops::resize(picture, new_w, new_h, FilterType::Triangle)
 }
 
 /// How much ink each pixel holds, 0 to 1, row by row, with the paper's own level removed.

@@ -39,54 +39,34 @@ pub struct AppState {
     pub model: ModelInfo,
 }
 
-/// A file of the pages: its content type and text.
-struct Asset {
-    content_type: &'static str,
-    text: &'static str,
-}
+const HTML: &str = "text/html; charset=utf-8";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
-const DRAW_PAGE: Asset = Asset {
-    content_type: "text/html; charset=utf-8",
-    text: include_str!("page/draw.html"),
-};
-const MISTAKES_PAGE: Asset = Asset {
-    content_type: "text/html; charset=utf-8",
-    text: include_str!("page/mistakes.html"),
-};
-const DRAW_SCRIPT: Asset = Asset {
-    content_type: "text/javascript; charset=utf-8",
-    text: include_str!("page/draw.js"),
-};
-const MISTAKES_SCRIPT: Asset = Asset {
-    content_type: "text/javascript; charset=utf-8",
-    text: include_str!("page/mistakes.js"),
-};
-const SHARED_SCRIPT: Asset = Asset {
-    content_type: "text/javascript; charset=utf-8",
-    text: include_str!("page/shared.js"),
-};
-const STYLE: Asset = Asset {
-    content_type: "text/css; charset=utf-8",
-    text: include_str!("page/style.css"),
-};
-
-/// A route answering `asset`.
-fn asset(asset: Asset) -> axum::routing::MethodRouter<Arc<AppState>> {
-    get(move || async move {
-        ([(header::CONTENT_TYPE, asset.content_type)], asset.text).into_response()
-    })
-}
+/// The pages' files: where each is served, its content type and its text.
+const ASSETS: [(&str, &str, &str); 6] = [
+    ("/", HTML, include_str!("page/draw.html")),
+    ("/mistakes", HTML, include_str!("page/mistakes.html")),
+    ("/draw.js", JAVASCRIPT, include_str!("page/draw.js")),
+    ("/mistakes.js", JAVASCRIPT, include_str!("page/mistakes.js")),
+    ("/shared.js", JAVASCRIPT, include_str!("page/shared.js")),
+    ("/style.css", CSS, include_str!("page/style.css")),
+];
 
 /// The whole application: pages, API, and JSON errors for everything else. Bodies over
 /// `body_limit` bytes are refused with 413.
 pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
-    Router::new()
-        .route("/", asset(DRAW_PAGE))
-        .route("/mistakes", asset(MISTAKES_PAGE))
-        .route("/draw.js", asset(DRAW_SCRIPT))
-        .route("/mistakes.js", asset(MISTAKES_SCRIPT))
-        .route("/shared.js", asset(SHARED_SCRIPT))
-        .route("/style.css", asset(STYLE))
+    let pages = ASSETS
+        .iter()
+        .fold(Router::new(), |router, &(path, content_type, text)| {
+            router.route(
+                path,
+                get(move || async move {
+                    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+                }),
+            )
+        });
+    pages
         .route("/api/predict", post(api::predict))
         .route("/api/model", get(api::model))
         .route("/api/confusion", get(api::confusion))
