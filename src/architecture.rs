@@ -11,8 +11,11 @@
 //! | --- | --- | --- |
 //! | `linear N [shared-bias]` | `N` outputs from a flat input (`shared-bias`: Samson Zhang's one bias gradient per layer) | `nn.Linear` |
 //! | `conv C K [stride S] [padding P] [dilation D]` | `C` maps of `KxK` taps (stride 1, padding 0, dilation 1 unless given) | `nn.Conv2d` |
+//! | `conv C K table lenet5` | output maps see only the input maps LeNet-5's Table I lists (C3) | — |
 //! | `maxpool K [stride S]`, `avgpool K [stride S]` | `KxK` windows, `S` apart (`K` unless given) | `nn.MaxPool2d`, `nn.AvgPool2d` |
-//! | `relu`, `tanh` | activations | `nn.ReLU`, `nn.Tanh` |
+//! | `subsample K` | LeNet-5's S layers: each `KxK` window's sum times a trainable coefficient plus a bias, per map | — |
+//! | `pad P [value V]` | a border of `P` pixels of value `V` (0 unless given) | `nn.ConstantPad2d` |
+//! | `relu`, `tanh`, `lecun-tanh` | activations (`lecun-tanh` is LeNet-5's `1.7159·tanh(2x/3)`) | `nn.ReLU`, `nn.Tanh` |
 //! | `dropout P` | zero each value with probability `P` while training | `nn.Dropout` |
 //! | `batchnorm` | per feature after `linear`, per channel after `conv` | `nn.BatchNorm1d`, `nn.BatchNorm2d` |
 //! | `flatten` | an image's maps become one row of features | `nn.Flatten` |
@@ -28,7 +31,10 @@
 use rand::Rng;
 
 use crate::init::Init;
-use crate::layers::{Conv2d, ConvShape, Layer, LayerSpec, Linear, PoolShape};
+use crate::layers::{
+    lenet5_table, subsample, Conv2d, ConvShape, Layer, LayerSpec, Linear, PadShape, PartialConv2d,
+    PoolShape, Subsample2d, LECUN_TANH,
+};
 use crate::network::Network;
 
 /// The shape of the values between two layers, for one example.
@@ -142,6 +148,10 @@ pub fn build(planned: &[PlannedLayer], init: Init, rng: &mut impl Rng) -> Networ
         .iter()
         .map(|p| -> Box<dyn Layer> {
             match p.spec {
+                LayerSpec::Subsample2d(shape) => Box::new(Subsample2d::new(shape, init, rng)),
+                LayerSpec::PartialConv2d { shape, ref table } => {
+                    Box::new(PartialConv2d::new(shape, table.clone(), init, rng))
+                }
                 LayerSpec::Linear {
                     inputs,
                     outputs,
@@ -184,19 +194,26 @@ pub fn plan(specs: &[LayerSpec], input: Shape) -> Vec<PlannedLayer> {
 fn output_shape(spec: &LayerSpec, input: Shape) -> Shape {
     match *spec {
         LayerSpec::Linear { outputs, .. } => Shape::Flat(outputs),
-        LayerSpec::Conv2d(s) => Shape::Image {
+        LayerSpec::Conv2d(s) | LayerSpec::PartialConv2d { shape: s, .. } => Shape::Image {
             channels: s.out_channels,
             height: s.out_height(),
             width: s.out_width(),
         },
-        LayerSpec::MaxPool2d(s) | LayerSpec::AvgPool2d(s) => Shape::Image {
+        LayerSpec::Pad2d(s) => Shape::Image {
             channels: s.channels,
             height: s.out_height(),
             width: s.out_width(),
         },
+        LayerSpec::MaxPool2d(s) | LayerSpec::AvgPool2d(s) | LayerSpec::Subsample2d(s) => {
+            Shape::Image {
+                channels: s.channels,
+                height: s.out_height(),
+                width: s.out_width(),
+            }
+        }
         LayerSpec::Flatten { features } => Shape::Flat(features),
         LayerSpec::ReLU
-        | LayerSpec::Tanh
+        | LayerSpec::Tanh { .. }
         | LayerSpec::Dropout { .. }
         | LayerSpec::BatchNorm1d { .. }
         | LayerSpec::BatchNorm2d { .. } => input,
@@ -282,7 +299,7 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
             })
         }
         "conv" => {
-            let (sizes, options) = split(2, &["stride", "padding", "dilation"])?;
+            let (sizes, options) = split(2, &["stride", "padding", "dilation", "table"])?;
             let (in_channels, height, width) = image("conv")?;
             let mut shape = ConvShape {
                 in_channels,
@@ -294,10 +311,17 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
                 padding: 0,
                 dilation: 1,
             };
+            let mut table = None;
             for (key, value) in options {
                 match key.as_str() {
                     "stride" => shape.stride = number(&value, "stride")?,
                     "dilation" => shape.dilation = number(&value, "dilation")?,
+                    "table" if value.eq_ignore_ascii_case("lenet5") => table = Some(lenet5_table()),
+                    "table" => {
+                        return Err(format!(
+                            "unknown connection table '{value}': the one known is lenet5"
+                        ))
+                    }
                     _ => {
                         shape.padding = value
                             .parse()
@@ -306,7 +330,52 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
                 }
             }
             shape.check()?;
-            Ok(LayerSpec::Conv2d(shape))
+            match table {
+                Some(table) => {
+                    crate::layers::check_table(&table, shape.in_channels, shape.out_channels)
+                        .map_err(|e| format!("table lenet5 connects 6 maps to 16: {e}"))?;
+                    Ok(LayerSpec::PartialConv2d { shape, table })
+                }
+                None => Ok(LayerSpec::Conv2d(shape)),
+            }
+        }
+        "subsample" => {
+            let (sizes, _) = split(1, &[])?;
+            let (channels, height, width) = image("subsample")?;
+            let kernel = number(sizes[0], "the window size")?;
+            let shape = PoolShape {
+                channels,
+                height,
+                width,
+                kernel,
+                stride: kernel,
+            };
+            subsample::check(&shape)?;
+            Ok(LayerSpec::Subsample2d(shape))
+        }
+        "pad" => {
+            let (sizes, options) = split(1, &["value"])?;
+            let (channels, height, width) = image("pad")?;
+            let padding = sizes[0]
+                .parse()
+                .map_err(|_| format!("padding must be a whole number, got '{}'", sizes[0]))?;
+            let value = match options.first() {
+                Some((_, value)) => value
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| format!("the value must be a finite number, got '{value}'"))?,
+                None => 0.0,
+            };
+            let shape = PadShape {
+                channels,
+                height,
+                width,
+                padding,
+                value,
+            };
+            shape.check()?;
+            Ok(LayerSpec::Pad2d(shape))
         }
         "maxpool" | "avgpool" => {
             let (sizes, options) = split(1, &["stride"])?;
@@ -331,7 +400,14 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
             })
         }
         "relu" => no_args(LayerSpec::ReLU),
-        "tanh" => no_args(LayerSpec::Tanh),
+        "tanh" => no_args(LayerSpec::Tanh {
+            amplitude: 1.0,
+            slope: 1.0,
+        }),
+        "lecun-tanh" => no_args(LayerSpec::Tanh {
+            amplitude: LECUN_TANH.0,
+            slope: LECUN_TANH.1,
+        }),
         "flatten" => no_args(LayerSpec::Flatten {
             features: input.len(),
         }),
@@ -356,7 +432,7 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
             }
         }
         _ => Err(format!(
-            "unknown layer `{name}`: use linear, conv, maxpool, avgpool, relu, tanh, dropout, batchnorm or flatten"
+            "unknown layer `{name}`: use linear, conv, maxpool, avgpool, subsample, pad, relu, tanh, lecun-tanh, dropout, batchnorm or flatten"
         )),
     }
 }
@@ -365,7 +441,9 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
 fn usage(name: &str) -> &'static str {
     match name {
         "linear" => "`linear N` or `linear N shared-bias`",
-        "conv" => "`conv MAPS KERNEL [stride S] [padding P] [dilation D]`",
+        "conv" => "`conv MAPS KERNEL [stride S] [padding P] [dilation D] [table lenet5]`",
+        "subsample" => "`subsample K`",
+        "pad" => "`pad P [value V]`",
         "maxpool" => "`maxpool K [stride S]`",
         "avgpool" => "`avgpool K [stride S]`",
         "dropout" => "`dropout P`",
@@ -382,8 +460,17 @@ pub fn parameters(spec: &LayerSpec) -> usize {
         LayerSpec::Conv2d(s) => s.taps() * s.out_channels + s.out_channels,
         LayerSpec::BatchNorm1d { features } => 2 * features,
         LayerSpec::BatchNorm2d { channels, .. } => 2 * channels,
+        LayerSpec::Subsample2d(s) => 2 * s.channels,
+        LayerSpec::PartialConv2d { shape, ref table } => {
+            connections(table) * shape.kernel * shape.kernel + shape.out_channels
+        }
         _ => 0,
     }
+}
+
+/// The connections of a table: one kernel each.
+fn connections(table: &[Vec<usize>]) -> usize {
+    table.iter().map(Vec::len).sum()
 }
 
 /// Floating-point operations of the layer's forward pass on one example, counting its matrix
@@ -394,6 +481,11 @@ pub fn forward_flops(spec: &LayerSpec) -> u64 {
             inputs, outputs, ..
         } => 2 * (inputs * outputs) as u64,
         LayerSpec::Conv2d(s) => 2 * (s.taps() * s.out_channels * s.out_pixels()) as u64,
+        // The products of the connected kernels only (the layer computes them in a dense
+        // product with zero kernels, 2.5 times as many for LeNet-5's C3).
+        LayerSpec::PartialConv2d { shape, ref table } => {
+            2 * (connections(table) * shape.kernel * shape.kernel * shape.out_pixels()) as u64
+        }
         _ => 0,
     }
 }
@@ -496,6 +588,13 @@ mod tests {
             ["784", "32", "32", "10"]
         );
         assert_eq!(shapes("linear 32, relu, linear 10"), ["32", "32", "10"]);
+        assert_eq!(
+            shapes(crate::experiments::LENET5),
+            [
+                "1x32x32", "6x28x28", "6x28x28", "6x14x14", "6x14x14", "16x10x10", "16x10x10",
+                "16x5x5", "16x5x5", "120x1x1", "120x1x1", "120", "84", "84", "10"
+            ]
+        );
     }
 
     #[test]
@@ -537,6 +636,35 @@ mod tests {
                 "the number of outputs must be a whole number ≥ 1",
             ),
             ("relu 3, flatten, linear 10", "`relu` takes no sizes"),
+            (
+                "conv 8 5 table lenet5, flatten, linear 10",
+                "lists 16 output maps, the layer has 8",
+            ),
+            (
+                "conv 16 5 table lenet5, flatten, linear 10",
+                "connected to input map 1, but there are 1",
+            ),
+            (
+                "conv 16 5 table lenet4, flatten, linear 10",
+                "unknown connection table 'lenet4'",
+            ),
+            (
+                "subsample 2 stride 1, flatten, linear 10",
+                "`subsample` has no option `stride`",
+            ),
+            (
+                "subsample 29, flatten, linear 10",
+                "does not fit in a 28x28",
+            ),
+            (
+                "pad -1, flatten, linear 10",
+                "padding must be a whole number",
+            ),
+            (
+                "pad 2 value inf, flatten, linear 10",
+                "must be a finite number",
+            ),
+            ("flatten, pad 2, linear 10", "`pad` works on images"),
             (" , ", "no layers"),
         ] {
             let error = parse(text, Shape::MNIST, 10).unwrap_err();

@@ -1,7 +1,10 @@
-//! The experiments of the two seed projects, each with its exact network, data and schedule, and
-//! the published one-epoch recipe the time-to-accuracy race starts from (`fast`).
+//! The experiments of the two seed projects, each with its exact network, data and schedule, the
+//! published one-epoch recipe the time-to-accuracy race starts from (`fast`), and the
+//! convolutional networks of MNIST's history: LeNet-5 (LeCun et al. 1998) and Simard et al.'s
+//! (2003).
 
 use crate::architecture::{self, Shape};
+use crate::augment::Augmentation;
 use crate::data::{Regime, CLASSES, IMAGE_SIDE};
 use crate::init::Init;
 use crate::layers::ConvShape;
@@ -37,6 +40,8 @@ pub struct Experiment {
     pub seed_figure: &'static str,
     /// Also report the test accuracy every this many epochs (for figures at several lengths).
     pub test_every: Option<usize>,
+    /// How the training images are distorted every epoch (the `--augment` syntax), if they are.
+    pub augment: Option<&'static str>,
 }
 
 impl Experiment {
@@ -46,10 +51,18 @@ impl Experiment {
             .expect("the experiments' architectures are valid");
         architecture::build(&planned, self.init, rng)
     }
+
+    /// The experiment's distortions of the training images, if it has any.
+    pub fn augmentation(&self) -> Option<Augmentation> {
+        self.augment.map(|text| {
+            text.parse()
+                .expect("the experiments' augmentations are valid")
+        })
+    }
 }
 
 /// Every experiment: the seeds' in the order of SPEC.md's table, then the published recipes.
-pub const EXPERIMENTS: [Experiment; 7] = [
+pub const EXPERIMENTS: [Experiment; 9] = [
     Experiment {
         name: "mlp",
         layers: "linear 256, relu, linear 128, relu, linear 10",
@@ -63,6 +76,7 @@ pub const EXPERIMENTS: [Experiment; 7] = [
         epochs: 250,
         seed_figure: "test accuracy ~0.97",
         test_every: None,
+        augment: None,
     },
     Experiment {
         name: "bn-mlp",
@@ -77,6 +91,7 @@ pub const EXPERIMENTS: [Experiment; 7] = [
         epochs: 250,
         seed_figure: "test accuracy ~0.971",
         test_every: None,
+        augment: None,
     },
     Experiment {
         name: "cnn",
@@ -91,6 +106,7 @@ pub const EXPERIMENTS: [Experiment; 7] = [
         epochs: 250,
         seed_figure: "test accuracy ~0.97",
         test_every: None,
+        augment: None,
     },
     Experiment {
         name: "samson",
@@ -105,6 +121,7 @@ pub const EXPERIMENTS: [Experiment; 7] = [
         epochs: 500,
         seed_figure: "test accuracy ~0.85",
         test_every: None,
+        augment: None,
     },
     Experiment {
         name: "lecun-300",
@@ -119,6 +136,7 @@ pub const EXPERIMENTS: [Experiment; 7] = [
         epochs: 1000,
         seed_figure: "test error ~4.5% (LeCun et al. 1998: 4.7%)",
         test_every: None,
+        augment: None,
     },
     Experiment {
         name: "lecun-300-100",
@@ -133,6 +151,7 @@ pub const EXPERIMENTS: [Experiment; 7] = [
         epochs: 1000,
         seed_figure: "test error ~2.9% after 1000 epochs, 2.3% after 2000, 1.8% after 5000 (LeCun et al. 1998: 3.05%)",
         test_every: Some(1000),
+        augment: None,
     },
     Experiment {
         name: "fast",
@@ -151,8 +170,52 @@ pub const EXPERIMENTS: [Experiment; 7] = [
         epochs: 1,
         seed_figure: "mean test accuracy 0.9904 (train_mnist_fast, 0.76 s on a laptop GPU)",
         test_every: None,
+        augment: None,
+    },
+    Experiment {
+        name: "lenet5",
+        layers: LENET5,
+        network: "LeNet-5: 32x32 input, C1 6@28x28, S2 6@14x14, C3 16@10x10 (Table I), S4 16@5x5, C5 120, F6 84, 1.7159·tanh(2a/3), then 10 linear outputs with softmax; ±2.4/fan-in init",
+        regime: Regime::LeCun,
+        batching: Batching::Mini(32),
+        lr: 0.02,
+        optimizer: OptimizerSettings::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 5e-4,
+        },
+        schedule: Schedule::Cosine { min_lr: 0.0 },
+        init: Init::LeCun,
+        epochs: 20,
+        seed_figure: "test error 0.95%, 0.8% with distortions (LeCun et al. 1998)",
+        test_every: None,
+        augment: None,
+    },
+    Experiment {
+        name: "simard",
+        layers: "conv 5 5 stride 2 padding 1, relu, conv 50 5 stride 2, relu, flatten, linear 100, relu, linear 10",
+        network: "Simard et al. 2003: Conv2d(1->5, 5x5, stride 2)-ReLU-Conv2d(5->50, 5x5, stride 2)-ReLU-1250-100-ReLU-10, he init",
+        regime: Regime::Seed003,
+        batching: Batching::Mini(32),
+        lr: 1e-3,
+        optimizer: OptimizerSettings::Adam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        schedule: Schedule::Cosine { min_lr: 0.0 },
+        init: Init::He,
+        epochs: 60,
+        seed_figure: "test error 0.4% with elastic distortions (Simard, Steinkraus and Platt 2003)",
+        test_every: None,
+        augment: Some("elastic:4:34"),
     },
 ];
+
+/// LeNet-5 as section II.B of LeCun et al. (1998) builds it, in the architecture grammar, one
+/// commented layer per line (`architectures/lenet5.txt`). The paper's output layer of Euclidean
+/// RBF units is replaced by 10 linear units with softmax cross-entropy.
+pub const LENET5: &str = include_str!("../architectures/lenet5.txt");
 
 /// The experiment called `name`.
 pub fn find(name: &str) -> Option<&'static Experiment> {

@@ -26,16 +26,21 @@ pub enum Init {
     /// PyTorch's default for `nn.Linear` and `nn.Conv2d`: uniform in `±1/sqrt(fan_in)` for weights
     /// *and* biases (`kaiming_uniform_` with `a = sqrt(5)`), what a PyTorch recipe starts from.
     Torch,
+    /// Uniform in `±2.4/fan_in` for weights *and* biases, as LeNet-5 was initialised (LeCun et al.
+    /// 1998, section II.B and appendix C): small enough that the weighted sums start in the
+    /// squashing function's nearly linear range.
+    LeCun,
 }
 
 impl Init {
     /// All initialisers, in the order the CLI lists them.
-    pub const ALL: [Init; 5] = [
+    pub const ALL: [Init; 6] = [
         Init::He,
         Init::Xavier,
         Init::Gaussian,
         Init::Samson,
         Init::Torch,
+        Init::LeCun,
     ];
 
     /// The name used on the command line.
@@ -46,31 +51,44 @@ impl Init {
             Init::Gaussian => "gaussian",
             Init::Samson => "samson",
             Init::Torch => "torch",
+            Init::LeCun => "lecun",
         }
     }
 
-    /// Draws a `(fan_in, fan_out)` weight matrix.
+    /// Draws a `(fan_in, fan_out)` weight matrix, row by row.
     pub fn weights(self, fan_in: usize, fan_out: usize, rng: &mut impl Rng) -> Array2<f32> {
+        let values = self.sample(fan_in, fan_out, fan_in * fan_out, rng);
+        Array2::from_shape_vec((fan_in, fan_out), values)
+            .expect("as many values as the shape holds")
+    }
+
+    /// Draws `count` weights of units with `fan_in` inputs in a layer of `fan_out` outputs (for
+    /// layers whose weights are not one matrix, such as a subsampling's coefficients).
+    pub fn sample(
+        self,
+        fan_in: usize,
+        fan_out: usize,
+        count: usize,
+        rng: &mut impl Rng,
+    ) -> Vec<f32> {
         let normal = |std: f64| Normal::new(0.0, std as f32).expect("a positive finite std");
         match self {
-            Init::He => draw((fan_in, fan_out), normal((2.0 / fan_in as f64).sqrt()), rng),
-            Init::Xavier => draw(
-                (fan_in, fan_out),
-                normal((2.0 / (fan_in + fan_out) as f64).sqrt()),
-                rng,
-            ),
-            Init::Gaussian => draw((fan_in, fan_out), normal(0.01), rng),
-            Init::Samson => draw((fan_in, fan_out), samson_uniform(), rng),
-            Init::Torch => draw((fan_in, fan_out), torch_uniform(fan_in), rng),
+            Init::He => draw(count, normal((2.0 / fan_in as f64).sqrt()), rng),
+            Init::Xavier => draw(count, normal((2.0 / (fan_in + fan_out) as f64).sqrt()), rng),
+            Init::Gaussian => draw(count, normal(0.01), rng),
+            Init::Samson => draw(count, samson_uniform(), rng),
+            Init::Torch => draw(count, torch_uniform(fan_in), rng),
+            Init::LeCun => draw(count, lecun_uniform(fan_in), rng),
         }
     }
 
     /// Draws a bias vector of length `fan_out` for a layer of `fan_in` inputs: zeros, except for
-    /// `Samson` and `Torch`.
+    /// `Samson`, `Torch` and `LeCun`.
     pub fn bias(self, fan_in: usize, fan_out: usize, rng: &mut impl Rng) -> Array1<f32> {
         match self {
             Init::Samson => Array1::from_iter(samson_uniform().sample_iter(rng).take(fan_out)),
             Init::Torch => Array1::from_iter(torch_uniform(fan_in).sample_iter(rng).take(fan_out)),
+            Init::LeCun => Array1::from_iter(lecun_uniform(fan_in).sample_iter(rng).take(fan_out)),
             _ => Array1::zeros(fan_out),
         }
     }
@@ -87,17 +105,15 @@ fn torch_uniform(fan_in: usize) -> Uniform<f32> {
     Uniform::new(-bound, bound).expect("a non-empty range")
 }
 
-/// A matrix of independent draws, filled row by row.
-fn draw(
-    shape: (usize, usize),
-    distribution: impl Distribution<f32>,
-    rng: &mut impl Rng,
-) -> Array2<f32> {
-    let values = distribution
-        .sample_iter(rng)
-        .take(shape.0 * shape.1)
-        .collect();
-    Array2::from_shape_vec(shape, values).expect("as many values as the shape holds")
+/// Uniform in `[-2.4/fan_in, 2.4/fan_in)`.
+fn lecun_uniform(fan_in: usize) -> Uniform<f32> {
+    let bound = (2.4 / fan_in as f64) as f32;
+    Uniform::new(-bound, bound).expect("a non-empty range")
+}
+
+/// `count` independent draws.
+fn draw(count: usize, distribution: impl Distribution<f32>, rng: &mut impl Rng) -> Vec<f32> {
+    distribution.sample_iter(rng).take(count).collect()
 }
 
 impl fmt::Display for Init {
@@ -115,7 +131,7 @@ impl FromStr for Init {
             .find(|init| init.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown initialisation '{s}' (expected he, xavier, gaussian, samson or torch)"
+                    "unknown initialisation '{s}' (expected he, xavier, gaussian, samson, torch or lecun)"
                 )
             })
     }
@@ -155,6 +171,17 @@ mod tests {
         assert!((std_of(&weights) - 0.05 / 3f64.sqrt()).abs() < 0.001);
         let bias = Init::Torch.bias(25, 24, &mut rng);
         assert!(bias.iter().all(|&b| b.abs() <= 0.2) && bias.iter().any(|&b| b != 0.0));
+    }
+
+    #[test]
+    fn lecun_draws_weights_and_biases_within_2_4_over_fan_in() {
+        let mut rng = seeded_rng(4);
+        let weights = Init::LeCun.weights(150, 400, &mut rng);
+        assert!(weights.iter().all(|&w| w.abs() <= 0.016));
+        // Uniform in ±b has standard deviation b/sqrt(3).
+        assert!((std_of(&weights) - 0.016 / 3f64.sqrt()).abs() < 0.0002);
+        let bias = Init::LeCun.bias(4, 6, &mut rng);
+        assert!(bias.iter().all(|&b| b.abs() <= 0.6) && bias.iter().any(|&b| b != 0.0));
     }
 
     #[test]

@@ -62,9 +62,10 @@ struct TrainArgs {
     hidden: Option<Vec<usize>>,
     /// Any architecture, as comma-separated layers from the 1x28x28 input to 10 outputs:
     /// `linear N [shared-bias]`, `conv MAPS K [stride S] [padding P] [dilation D]`,
-    /// `maxpool K [stride S]`, `avgpool K [stride S]`, `relu`, `tanh`, `dropout P`, `batchnorm`,
-    /// `flatten`. An MLP starts with `linear` directly; after conv or pooling, `flatten` comes
-    /// before `linear`. Example: "conv 24 5, maxpool 2, relu, conv 32 3, maxpool 2, relu,
+    /// `conv MAPS K table lenet5`, `maxpool K [stride S]`, `avgpool K [stride S]`, `subsample K`,
+    /// `pad P [value V]`, `relu`, `tanh`, `lecun-tanh`, `dropout P`, `batchnorm`, `flatten`. An
+    /// MLP starts with `linear` directly; after conv or pooling, `flatten` comes before `linear`.
+    /// Example: "conv 24 5, maxpool 2, relu, conv 32 3, maxpool 2, relu,
     /// flatten, linear 256, relu, linear 10".
     #[arg(long, conflicts_with_all = ["from", "layers_file"])]
     layers: Option<String>,
@@ -77,7 +78,8 @@ struct TrainArgs {
     /// Learning rate (the peak rate of a one-cycle schedule).
     #[arg(long, alias = "learning-rate", default_value_t = 0.2, value_parser = positive_finite, allow_negative_numbers = true)]
     lr: f32,
-    /// Weight initialisation: he, xavier, gaussian, samson or torch (PyTorch's default) [default: he].
+    /// Weight initialisation: he, xavier, gaussian, samson, torch (PyTorch's default) or lecun
+    /// (LeNet-5's) [default: he].
     #[arg(long, alias = "initial-params", value_parser = str::parse::<Init>, conflicts_with = "from")]
     init: Option<Init>,
     /// Examples per update, reshuffled every epoch [default: full batch, one update per epoch].
@@ -89,6 +91,9 @@ struct TrainArgs {
     /// dividing them by 255.
     #[arg(long)]
     standardise: bool,
+    /// Scale the pixels as LeNet-5 did, to -0.1 for the background and 1.175 for the ink.
+    #[arg(long, conflicts_with = "standardise")]
+    lecun_scaling: bool,
     /// Hold out the last N training images and report validation loss and accuracy every epoch
     /// (choose settings on these, never on the test set).
     #[arg(long, value_parser = positive)]
@@ -176,6 +181,10 @@ struct ExperimentArgs {
     /// Run this many epochs instead of the experiment's own number.
     #[arg(long, value_parser = positive, allow_negative_numbers = true)]
     epochs: Option<usize>,
+    /// Hold out the last N training images and report validation loss and accuracy every epoch
+    /// (to check a recipe on data it never saw, without looking at the test set).
+    #[arg(long, value_parser = positive)]
+    validation: Option<usize>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -330,11 +339,14 @@ fn train(args: TrainArgs) -> Result<()> {
         validation: args.validation.unwrap_or(0),
         scaling: if args.standardise {
             Scaling::TrainingStatistics
+        } else if args.lecun_scaling {
+            Scaling::LeCun
         } else {
             Scaling::Divide255
         },
         test_every: None,
         from_must_match: false,
+        augment: args.run.augment.clone(),
     };
     launch(plan, &args.run)
 }
@@ -342,6 +354,10 @@ fn train(args: TrainArgs) -> Result<()> {
 fn experiment(args: ExperimentArgs) -> Result<()> {
     let experiment = experiments::find(&args.name).expect("clap checked the name");
     let (validation, scaling) = experiment.regime.split(TRAIN_IMAGES);
+    let validation = args.validation.unwrap_or(validation);
+    if validation >= TRAIN_IMAGES {
+        bail!("--validation {validation} leaves nothing to train on: MNIST has {TRAIN_IMAGES} training images");
+    }
     let plan = Plan {
         command: format!("experiment {}", experiment.name),
         settings: vec![
@@ -367,6 +383,11 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
         scaling,
         test_every: experiment.test_every,
         from_must_match: true,
+        augment: args
+            .run
+            .augment
+            .clone()
+            .or_else(|| experiment.augmentation()),
     };
     launch(plan, &args.run)
 }

@@ -530,6 +530,115 @@ fn the_published_one_epoch_recipe_passes_98_percent() {
 }
 
 #[test]
+fn lenet5_has_the_papers_parameters_and_learns_in_one_pass() {
+    let dir = mnist_dir();
+    let scratch = tempfile::tempdir().unwrap();
+    let model = scratch.path().join("lenet5.safetensors");
+    let output = run(
+        &[
+            "experiment",
+            "lenet5",
+            "--epochs",
+            "1",
+            "--summary",
+            "--save",
+            model.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    // One summary row per layer: its output shape and parameters (the paper's counts, section
+    // II.B: C1 156, S2 12, C3 1,516, S4 32, C5 48,120, F6 10,164).
+    let row = |layer: &str| -> Vec<String> {
+        let line = out
+            .lines()
+            .find(|l| l.contains(layer))
+            .unwrap_or_else(|| panic!("no {layer:?} row in\n{out}"));
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        cells[cells.len() - 3..cells.len() - 1]
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    };
+    assert_eq!(
+        row("Pad2d(2 pixels of -0.1; 28x28 -> 32x32)"),
+        ["1x32x32", "0"]
+    );
+    assert_eq!(row("Conv2d(1 -> 6, 5x5"), ["6x28x28", "156"]);
+    assert_eq!(row("Subsample2d(6 maps"), ["6x14x14", "12"]);
+    assert_eq!(
+        row("PartialConv2d(6 -> 16 through 60 connections"),
+        ["16x10x10", "1,516"]
+    );
+    assert_eq!(row("Subsample2d(16 maps"), ["16x5x5", "32"]);
+    assert_eq!(row("Conv2d(16 -> 120, 5x5"), ["120x1x1", "48,120"]);
+    assert_eq!(row("Linear(120 -> 84)"), ["84", "10,164"]);
+    for expected in [
+        "initialisation: lecun",
+        "(pixel - 20) / 200: background -0.1, ink 1.175",
+        "LeCunTanh(1.7159·tanh(2x/3))",
+        "total: 60,850 parameters",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from\n{out}");
+    }
+    // One pass reaches about 0.97 (the paper's curve: 0.95-0.97 after the first pass).
+    let accuracy = final_test_accuracy(&out);
+    assert!(accuracy > 0.95, "{out}");
+    // The saved model rebuilds every layer, the table and the scaling: eval agrees exactly.
+    let eval = run(
+        &[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let eval_out = stdout(&eval);
+    assert!(
+        eval_out.contains(&format!("{accuracy:.4}")),
+        "{accuracy} vs\n{eval_out}"
+    );
+}
+
+#[test]
+fn simard_trains_on_elastic_distortions() {
+    let dir = mnist_dir();
+    let output = run(
+        &[
+            "experiment",
+            "simard",
+            "--epochs",
+            "1",
+            "--summary",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    for expected in [
+        "augmentation:   elastic:4:34, new every epoch",
+        // 5 maps of 13x13, then 50 of 5x5, as in Simard et al.'s Figure 2.
+        "5x13x13",
+        "50x5x5",
+        "total: 132,540 parameters",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from\n{out}");
+    }
+    assert!(final_test_accuracy(&out) > 0.9, "{out}");
+}
+
+#[test]
 fn unknown_experiments_are_refused_with_the_list() {
     let output = run(&["experiment", "resnet"], &[], None);
     assert!(!output.status.success());

@@ -150,6 +150,7 @@ fn conv2d_backward_matches_finite_differences() {
         (2, 2, 7, 6, 3, 1, 2, 2),
         (3, 1, 6, 6, 2, 2, 0, 1),
         (1, 3, 8, 8, 3, 2, 3, 3),
+        (3, 4, 3, 3, 3, 1, 0, 1), // the kernel covers the image: computed as a linear layer
     ];
     for sizes in cases {
         let shape = conv_shape(sizes);
@@ -364,6 +365,111 @@ fn a_network_of_every_new_layer_matches_finite_differences() {
     let mut network = architecture::build(&planned, Init::He, &mut rng);
     network.seed_step(99);
     let input = distinct_values(5, 36, &mut rng);
+    let labels = [0u8, 1, 2, 3, 1];
+    let tolerance = Tolerance {
+        relative: 3e-2,
+        ..Tolerance::default()
+    };
+    let mismatches = check_network(&mut network, input.view(), &labels, tolerance);
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
+#[test]
+fn scaled_tanh_backward_matches_finite_differences() {
+    use mnist_nn::layers::{Tanh, LECUN_TANH};
+    let mut rng = seeded_rng(35);
+    let input = random_matrix(4, 6, &mut rng) * 1.5;
+    let (amplitude, slope) = LECUN_TANH;
+    let mismatches = check_layer(
+        &mut Tanh::scaled(amplitude, slope),
+        input.view(),
+        Tolerance::default(),
+        &mut rng,
+    );
+    assert!(mismatches.is_empty(), "{mismatches:?}");
+}
+
+#[test]
+fn padding_backward_matches_finite_differences() {
+    use mnist_nn::layers::{Pad2d, PadShape};
+    let mut rng = seeded_rng(36);
+    for (channels, height, width, padding) in [(1, 4, 4, 2), (2, 3, 5, 1), (2, 3, 3, 0)] {
+        let shape = PadShape {
+            channels,
+            height,
+            width,
+            padding,
+            value: -0.1,
+        };
+        let input = random_matrix(3, shape.input_len(), &mut rng);
+        let mismatches = check_layer(
+            &mut Pad2d::new(shape),
+            input.view(),
+            Tolerance::default(),
+            &mut rng,
+        );
+        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
+    }
+}
+
+#[test]
+fn subsampling_backward_matches_finite_differences() {
+    use mnist_nn::layers::{PoolShape, Subsample2d};
+    let mut rng = seeded_rng(37);
+    // (channels, height, width, kernel): LeNet's 2x2, and windows that leave an edge unused.
+    for (channels, height, width, kernel) in [(2, 4, 4, 2), (3, 5, 6, 2), (1, 7, 7, 3)] {
+        let shape = PoolShape {
+            channels,
+            height,
+            width,
+            kernel,
+            stride: kernel,
+        };
+        let mut layer = Subsample2d::new(shape, Init::Samson, &mut rng);
+        let input = random_matrix(3, shape.input_len(), &mut rng);
+        let mismatches = check_layer(&mut layer, input.view(), Tolerance::default(), &mut rng);
+        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
+    }
+}
+
+#[test]
+fn partial_convolution_backward_matches_finite_differences() {
+    use mnist_nn::layers::{lenet5_table, PartialConv2d};
+    let mut rng = seeded_rng(38);
+    // LeNet-5's table on small images, and an uneven table with stride and padding.
+    let cases = [
+        (conv_shape((6, 16, 6, 6, 3, 1, 0, 1)), lenet5_table()),
+        (
+            conv_shape((3, 2, 7, 6, 3, 2, 1, 1)),
+            vec![vec![0, 2], vec![1]],
+        ),
+    ];
+    for (shape, table) in cases {
+        let mut layer = PartialConv2d::new(shape, table, Init::Samson, &mut rng);
+        let input = random_matrix(3, shape.input_len(), &mut rng);
+        let mismatches = check_layer(&mut layer, input.view(), Tolerance::default(), &mut rng);
+        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
+    }
+}
+
+#[test]
+fn a_small_lenet5_matches_finite_differences() {
+    use mnist_nn::architecture::{self, Shape};
+    let mut rng = seeded_rng(39);
+    // LeNet-5's layer kinds in order, on 1x8x8 images: padding, C1, S2, C3 with Table I, S4, a
+    // full convolution, F6 and the output, squashed between them.
+    let planned = architecture::parse(
+        "pad 2 value -0.1, conv 6 3, lecun-tanh, subsample 2, lecun-tanh, conv 16 2 table lenet5, lecun-tanh, subsample 2, lecun-tanh, conv 12 2, lecun-tanh, flatten, linear 8, lecun-tanh, linear 4",
+        Shape::Image {
+            channels: 1,
+            height: 8,
+            width: 8,
+        },
+        4,
+    )
+    .unwrap();
+    let mut network = architecture::build(&planned, Init::Samson, &mut rng);
+    let input = random_matrix(5, 64, &mut rng);
     let labels = [0u8, 1, 2, 3, 1];
     let tolerance = Tolerance {
         relative: 3e-2,

@@ -61,6 +61,7 @@ fn conv2d_forward_matches_the_direct_definition() {
         (2, 3, 10, 10, 3, 2, 0, 1),
         (1, 2, 11, 9, 5, 3, 4, 2),
         (2, 2, 6, 6, 1, 1, 0, 1),
+        (16, 12, 5, 5, 5, 1, 0, 1), // LeNet-5's C5: the kernel covers the image
     ];
     for sizes in cases {
         let shape = conv_shape(sizes);
@@ -355,12 +356,106 @@ fn batchnorm2d_normalises_each_channel_over_the_batch_and_its_pixels() {
 }
 
 #[test]
-fn tanh_is_tanh() {
-    use mnist_nn::layers::Tanh;
-    let x = Array2::from_shape_vec((1, 3), vec![-2.0f32, 0.0, 0.5]).unwrap();
+fn tanh_is_tanh_and_lecuns_maps_plus_and_minus_one_to_themselves() {
+    use mnist_nn::layers::{Tanh, LECUN_TANH};
+    let x = Array2::from_shape_vec((1, 4), vec![-2.0f32, 0.0, 0.5, 1.0]).unwrap();
     let y = Tanh::new().forward(x.view(), false).to_owned();
+    for (&y, &x) in y.iter().zip(&x) {
+        let exact = (x as f64).tanh();
+        assert!(
+            (y as f64 - exact).abs() <= 5e-7 * exact.abs(),
+            "tanh({x}) = {y}"
+        );
+    }
+    // 1.7159·tanh(2/3) = 1.0000 (LeCun et al. 1998, appendix A).
+    let (amplitude, slope) = LECUN_TANH;
+    let y = Tanh::scaled(amplitude, slope)
+        .forward(x.view(), false)
+        .to_owned();
+    assert!((y[[0, 3]] - 1.0).abs() < 1e-4 && y[[0, 1]] == 0.0, "{y}");
+    assert!((y[[0, 0]] - 1.7159 * (-4.0f32 / 3.0).tanh()).abs() < 1e-6);
+}
+
+#[test]
+fn partial_convolution_is_a_convolution_with_the_unconnected_kernels_zero() {
+    use mnist_nn::layers::{lenet5_table, PartialConv2d};
+    let mut rng = seeded_rng(40);
+    let shape = conv_shape((6, 16, 14, 14, 5, 1, 0, 1)); // LeNet-5's C3
+    let table = lenet5_table();
+    // Table I of the paper, row by row: which C3 maps each S2 map feeds.
+    let rows = [
+        "X...XXX..XXXX.XX",
+        "XX...XXX..XXXX.X",
+        "XXX...XXX..X.XXX",
+        ".XXX..XXXX..X.XX",
+        "..XXX..XXXX.XX.X",
+        "...XXX..XXXX.XXX",
+    ];
+    for (c, row) in rows.iter().enumerate() {
+        for (o, mark) in row.chars().enumerate() {
+            assert_eq!(table[o].contains(&c), mark == 'X', "S2 map {c}, C3 map {o}");
+        }
+    }
+    let mut layer = PartialConv2d::new(shape, table.clone(), Init::LeCun, &mut rng);
+    assert_eq!(layer.weight.dim(), (60, 25));
+    let mut dense = Array2::zeros((16, shape.taps()));
+    let mut connection = 0;
+    for (o, inputs) in table.iter().enumerate() {
+        for &c in inputs {
+            dense
+                .slice_mut(ndarray::s![o, c * 25..(c + 1) * 25])
+                .assign(&layer.weight.row(connection));
+            connection += 1;
+        }
+    }
+    let x = random_matrix(3, shape.input_len(), &mut rng);
+    let expected = direct_convolution(&shape, &dense, layer.bias(), &x);
+    let got = layer.forward(x.view(), false).to_owned();
+    let worst = (&got - &expected).iter().fold(0f32, |m, d| m.max(d.abs()));
+    assert!(worst < 1e-4, "differs by {worst}");
+}
+
+#[test]
+fn subsampling_scales_each_window_sum_and_padding_surrounds_the_image() {
+    use mnist_nn::layers::{Pad2d, PadShape, PoolShape, Subsample2d};
+    let shape = PoolShape {
+        channels: 2,
+        height: 4,
+        width: 4,
+        kernel: 2,
+        stride: 2,
+    };
+    let mut subsample = Subsample2d::from_params(
+        shape,
+        Array1::from_vec(vec![0.5, -2.0]),
+        Array1::from_vec(vec![1.0, 0.25]),
+    );
+    let x = Array2::from_shape_fn((1, 32), |(_, i)| i as f32);
+    let y = subsample.forward(x.view(), false).to_owned();
+    // Map 0's top-left window holds 0, 1, 4, 5; map 1's bottom-right 26, 27, 30, 31.
+    assert_eq!(y.dim(), (1, 8));
+    assert_eq!(y[[0, 0]], 0.5 * 10.0 + 1.0);
+    assert_eq!(y[[0, 7]], -2.0 * 114.0 + 0.25);
+
+    let mut pad = Pad2d::new(PadShape {
+        channels: 2,
+        height: 2,
+        width: 3,
+        padding: 1,
+        value: -0.1,
+    });
+    let x = Array2::from_shape_fn((2, 12), |(n, i)| (10 * n + i) as f32);
+    let y = pad.forward(x.view(), false).to_owned();
+    assert_eq!(y.dim(), (2, 2 * 4 * 5));
+    #[rustfmt::skip]
+    let second_map_of_second_image = [
+        -0.1, -0.1, -0.1, -0.1, -0.1,
+        -0.1, 16.0, 17.0, 18.0, -0.1,
+        -0.1, 19.0, 20.0, 21.0, -0.1,
+        -0.1, -0.1, -0.1, -0.1, -0.1,
+    ];
     assert_eq!(
-        y.as_slice().unwrap(),
-        &[(-2.0f32).tanh(), 0.0, 0.5f32.tanh()]
+        y.slice(ndarray::s![1, 20..]).to_vec(),
+        second_map_of_second_image
     );
 }

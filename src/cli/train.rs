@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use mnist_nn::architecture::{self, PlannedLayer, Shape};
 use mnist_nn::atomic::write_atomically;
+use mnist_nn::augment::Augmentation;
 use mnist_nn::checkpoint;
 use mnist_nn::data::{Mnist, Preprocessing, Scaling, IMAGE_PIXELS};
 use mnist_nn::fit::{Augmented, CheckpointTarget, EpochRecord, Fit, Observer, Outcome, Start};
@@ -49,6 +50,8 @@ pub struct Plan {
     pub test_every: Option<usize>,
     /// Whether a model continued with `--from` must have `layers` (experiments) or brings its own.
     pub from_must_match: bool,
+    /// How the training images are distorted every epoch, if they are.
+    pub augment: Option<Augmentation>,
 }
 
 /// Builds (or loads) the network, reads the data, and trains as `plan` and the flags say,
@@ -78,7 +81,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
     let mnist = Mnist::prepare_split(&raw, plan.validation, plan.scaling);
     // Augmentation distorts the stored pixels of the training images (kept, not copied), then
     // scales them; the rest of the raw data is dropped.
-    let train_pixels = args.augment.as_ref().map(|_| {
+    let train_pixels = plan.augment.as_ref().map(|_| {
         let mut pixels = std::mem::take(&mut raw.train.pixels);
         pixels.truncate(mnist.train.len() * IMAGE_PIXELS);
         pixels
@@ -102,7 +105,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         schedule: plan.schedule,
         warmup_steps: plan.warmup_steps,
         dataset: args.dataset,
-        augment: args.augment.as_ref().map(|a| a.to_string()),
+        augment: plan.augment.as_ref().map(|a| a.to_string()),
     };
     let resume = resume_point(args, &record, &mut network, &mut rng)?;
     let (start, optimizer) = match resume {
@@ -117,7 +120,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
     settings.extend(plan.settings.iter().cloned());
     settings.push(("initialisation", init.unwrap_or_else(|| "unknown".into())));
     settings.push(("seed", args.seed.to_string()));
-    if let Some(augmentation) = &args.augment {
+    if let Some(augmentation) = &plan.augment {
         settings.push(("augmentation", format!("{augmentation}, new every epoch")));
     }
     print_configuration(&mut network, &plan, args, &record, &mnist, &dir, settings);
@@ -154,7 +157,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         }),
         training: &record,
         keep_last_finite: args.save.is_some(),
-        augment: args.augment.as_ref().zip(train_pixels.as_deref()).map(
+        augment: plan.augment.as_ref().zip(train_pixels.as_deref()).map(
             |(augmentation, pixels)| Augmented {
                 augmentation,
                 pixels,
@@ -475,6 +478,7 @@ fn print_configuration(
         (Scaling::Fixed { mean, std }, _) => {
             format!("pixels / 255 standardised with the fixed mean {mean} and std {std}")
         }
+        (Scaling::LeCun, _) => "(pixel - 20) / 200: background -0.1, ink 1.175".to_string(),
         (_, Preprocessing::Scale255) => "pixels / 255".to_string(),
         (_, Preprocessing::Standardise { mean, std }) => {
             format!("standardised with the training images' mean {mean:.2} and std {std:.2}")

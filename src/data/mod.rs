@@ -183,6 +183,9 @@ pub enum Regime {
     /// PyTorch's MNIST examples: all 60,000 training images train; `pixel / 255` is standardised
     /// with the fixed mean 0.1307 and standard deviation 0.3081 (MNIST's, rounded).
     TorchVision,
+    /// LeCun et al. 1998: all 60,000 training images train; pixels are scaled so that the white
+    /// background is -0.1 and black ink 1.175 ([`Scaling::LeCun`]).
+    LeCun,
 }
 
 /// How pixels become inputs, chosen before the data is read.
@@ -199,6 +202,10 @@ pub enum Scaling {
         /// Standard deviation of `pixel / 255`.
         std: f64,
     },
+    /// LeNet-5's scaling, `(pixel - 20) / 200`: background -0.1 and ink 1.175, "which makes the
+    /// mean input roughly 0, and the variance roughly 1, which accelerates learning" (LeCun et
+    /// al. 1998, section II.B).
+    LeCun,
 }
 
 impl Regime {
@@ -214,6 +221,7 @@ impl Regime {
                     std: 0.3081,
                 },
             ),
+            Regime::LeCun => (0, Scaling::LeCun),
         }
     }
 }
@@ -297,6 +305,10 @@ impl Mnist {
             Scaling::Fixed { mean, std } => Preprocessing::Standardise {
                 mean: 255.0 * mean,
                 std: 255.0 * std,
+            },
+            Scaling::LeCun => Preprocessing::Standardise {
+                mean: 20.0,
+                std: 200.0,
             },
         };
         let validation =

@@ -36,6 +36,12 @@
 //! the network hands back. Copying one image's patches (28 KB for MNIST) just before its product
 //! keeps them in the fastest cache; a whole batch's patch matrix would not fit there.
 //!
+//! A kernel that covers the whole image without padding (LeNet-5's C5: 5x5 kernels on 5x5 maps)
+//! has one patch per image, and that patch is the image's row itself (taps and pixels are both in
+//! `(c, y, x)` order): the layer is then a [`Linear`](super::Linear) layer on the rows, and is
+//! computed as one, `Y = X·Wᵀ + b`, `dW = dYᵀ·X`, `dX = dY·W`, a product per batch instead of a
+//! sliver of a product per image.
+//!
 //! With a ReLU fused into the layer ([`Layer::fuse_relu`]), each image's `Y` is clamped to
 //! `max(0, Y)` right after its product, and backward starts from `dZ = dY ⊙ [Y > 0]`.
 
@@ -188,6 +194,11 @@ impl ConvShape {
         }
     }
 
+    /// Whether the kernel covers the whole image, unpadded: then an image's only patch is its row.
+    pub fn covers_image(&self) -> bool {
+        self.padding == 0 && self.kernel == self.height && self.kernel == self.width
+    }
+
     fn validate(&self) {
         if let Err(problem) = self.check() {
             panic!("Conv2d: {problem}: {self:?}");
@@ -314,6 +325,15 @@ impl Layer for Conv2d {
         let (channels, per_image) = (shape.out_channels, shape.out_pixels());
         ensure_shape(&mut self.output, input.nrows(), shape.output_len());
         let (weight, bias, fused_relu) = (self.weight.view(), &self.bias, self.fused_relu);
+        if shape.covers_image() {
+            // Y = X·Wᵀ + b: (n, taps)·(taps, out_channels)
+            self.output.assign(bias);
+            matmul(input, weight.t(), true, self.output.view_mut());
+            if fused_relu {
+                relu_in_place(self.output.as_slice_mut().expect("standard layout"));
+            }
+            return self.output.view();
+        }
         // Image i: P (taps, out_h·out_w) gathered, then Y = W·P + b (then max(0, Y) if fused),
         // written straight into the image's output row: (out_channels, out_h·out_w)
         let one_image = |patches: &mut Array2<f32>, (i, row): (usize, &mut [f32])| {
@@ -373,6 +393,23 @@ impl Layer for Conv2d {
         } else {
             grad_output
         };
+        if self.shape.covers_image() {
+            // dW = dYᵀ·X: (out_channels, taps), db = column sums of dY, dX = dY·W: (n, taps)
+            matmul(grad_output.t(), input, false, self.grad_weight.view_mut());
+            self.grad_bias
+                .assign(&grad_output.sum_axis(ndarray::Axis(0)));
+            let rows = if self.input_grad_needed { n } else { 0 };
+            ensure_shape(&mut self.grad_input, rows, self.shape.input_len());
+            if self.input_grad_needed {
+                matmul(
+                    grad_output,
+                    self.weight.view(),
+                    false,
+                    self.grad_input.view_mut(),
+                );
+            }
+            return self.grad_input.view();
+        }
         // dW = Σ_images dY·Pᵀ, db = Σ_images Σ_columns dY, each image's P gathered again (small
         // products: one core each)
         self.grad_bias.fill(0.0);

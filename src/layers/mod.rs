@@ -19,9 +19,12 @@ mod dropout;
 mod flatten;
 mod linear;
 mod max_pool;
+mod pad;
+mod partial_conv;
 mod pool;
 mod relu;
 mod spec;
+pub(crate) mod subsample;
 mod tanh;
 
 pub use avg_pool::AvgPool2d;
@@ -32,11 +35,14 @@ pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use max_pool::MaxPool2d;
+pub use pad::{Pad2d, PadShape};
+pub use partial_conv::{check_table, lenet5_table, ConnectionTable, PartialConv2d};
 pub use pool::PoolShape;
 pub use relu::ReLU;
 pub(crate) use relu::{relu_backward, relu_in_place};
 pub use spec::{LayerSpec, Tensor};
-pub use tanh::Tanh;
+pub use subsample::Subsample2d;
+pub use tanh::{Tanh, LECUN_TANH};
 
 use ndarray::{Array2, ArrayView2};
 

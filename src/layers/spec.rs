@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, ConvShape, Dropout, Flatten, Layer, Linear,
-    MaxPool2d, PoolShape, ReLU, Tanh,
+    check_table, subsample, AvgPool2d, BatchNorm1d, BatchNorm2d, ConnectionTable, Conv2d,
+    ConvShape, Dropout, Flatten, Layer, Linear, MaxPool2d, Pad2d, PadShape, PartialConv2d,
+    PoolShape, ReLU, Subsample2d, Tanh,
 };
 
 /// The kind and size of a layer, as recorded in a saved model's metadata.
@@ -35,8 +36,15 @@ pub enum LayerSpec {
         /// Features per row.
         features: usize,
     },
-    /// [`Tanh`].
-    Tanh,
+    /// [`Tanh`]: `amplitude · tanh(slope · x)` (1 and 1 for the plain tanh).
+    Tanh {
+        /// Outputs lie in `(-amplitude, amplitude)`.
+        #[serde(default = "one")]
+        amplitude: f32,
+        /// The input's scale.
+        #[serde(default = "one")]
+        slope: f32,
+    },
     /// [`Dropout`] with probability `p`.
     Dropout {
         /// The probability of zeroing a value while training.
@@ -53,6 +61,22 @@ pub enum LayerSpec {
         /// Pixels per channel.
         pixels: usize,
     },
+    /// [`Pad2d`] of the given shape.
+    Pad2d(PadShape),
+    /// [`Subsample2d`] of the given shape.
+    Subsample2d(PoolShape),
+    /// [`PartialConv2d`]: the dense convolution's shape and which input maps each output map sees.
+    PartialConv2d {
+        /// The geometry, as if every map were connected.
+        shape: ConvShape,
+        /// `table[o]`: the input maps of output map `o`.
+        table: ConnectionTable,
+    },
+}
+
+/// The plain tanh's amplitude and slope.
+fn one() -> f32 {
+    1.0
 }
 
 /// A tensor as saved: its name within the layer, its shape in PyTorch's layout, and its values in
@@ -90,7 +114,16 @@ impl LayerSpec {
                 }
                 Ok(outputs)
             }
-            LayerSpec::ReLU | LayerSpec::Tanh => Ok(inputs),
+            LayerSpec::ReLU => Ok(inputs),
+            LayerSpec::Tanh { amplitude, slope } => {
+                if amplitude.is_finite() && amplitude > 0.0 && slope.is_finite() {
+                    Ok(inputs)
+                } else {
+                    Err(format!(
+                        "{self:?}: the amplitude must be positive and both finite"
+                    ))
+                }
+            }
             LayerSpec::Dropout { p } => {
                 if (0.0..1.0).contains(&p) {
                     Ok(inputs)
@@ -120,6 +153,23 @@ impl LayerSpec {
                 expect(shape.input_len())?;
                 Ok(shape.output_len())
             }
+            LayerSpec::Pad2d(shape) => {
+                shape.check().map_err(|e| format!("{self:?}: {e}"))?;
+                expect(shape.input_len())?;
+                Ok(shape.output_len())
+            }
+            LayerSpec::Subsample2d(shape) => {
+                subsample::check(&shape).map_err(|e| format!("{self:?}: {e}"))?;
+                expect(shape.input_len())?;
+                Ok(shape.output_len())
+            }
+            LayerSpec::PartialConv2d { shape, ref table } => {
+                shape.check().map_err(|e| format!("{self:?}: {e}"))?;
+                check_table(table, shape.in_channels, shape.out_channels)
+                    .map_err(|e| format!("{self:?}: {e}"))?;
+                expect(shape.input_len())?;
+                Ok(shape.output_len())
+            }
         }
     }
 
@@ -132,10 +182,18 @@ impl LayerSpec {
             } => inputs.checked_mul(outputs)?.checked_add(outputs),
             LayerSpec::ReLU
             | LayerSpec::Flatten { .. }
-            | LayerSpec::Tanh
+            | LayerSpec::Tanh { .. }
             | LayerSpec::Dropout { .. }
             | LayerSpec::MaxPool2d(_)
-            | LayerSpec::AvgPool2d(_) => Some(0),
+            | LayerSpec::AvgPool2d(_)
+            | LayerSpec::Pad2d(_) => Some(0),
+            LayerSpec::Subsample2d(shape) => shape.channels.checked_mul(2),
+            LayerSpec::PartialConv2d { shape, ref table } => table
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>()
+                .checked_mul(shape.kernel.checked_mul(shape.kernel)?)?
+                .checked_add(shape.out_channels),
             LayerSpec::BatchNorm1d { features } => features.checked_mul(4),
             LayerSpec::BatchNorm2d { channels, .. } => channels.checked_mul(4),
             LayerSpec::Conv2d(shape) => shape
@@ -172,13 +230,98 @@ impl LayerSpec {
                 ndarray::Array1::zeros(shape.out_channels),
             )),
             LayerSpec::Flatten { features } => Box::new(Flatten::new(features)),
-            LayerSpec::Tanh => Box::new(Tanh::new()),
+            LayerSpec::Tanh { amplitude, slope } => Box::new(Tanh::scaled(amplitude, slope)),
             LayerSpec::Dropout { p } => Box::new(Dropout::new(p)),
             LayerSpec::MaxPool2d(shape) => Box::new(MaxPool2d::new(shape)),
             LayerSpec::AvgPool2d(shape) => Box::new(AvgPool2d::new(shape)),
             LayerSpec::BatchNorm2d { channels, pixels } => {
                 Box::new(BatchNorm2d::new(channels, pixels))
             }
+            LayerSpec::Pad2d(shape) => Box::new(Pad2d::new(shape)),
+            LayerSpec::Subsample2d(shape) => Box::new(Subsample2d::from_params(
+                shape,
+                ndarray::Array1::zeros(shape.channels),
+                ndarray::Array1::zeros(shape.channels),
+            )),
+            LayerSpec::PartialConv2d { shape, ref table } => {
+                let connections = table.iter().map(Vec::len).sum();
+                Box::new(PartialConv2d::from_params(
+                    shape,
+                    table.clone(),
+                    ndarray::Array2::zeros((connections, shape.kernel * shape.kernel)),
+                    ndarray::Array1::zeros(shape.out_channels),
+                ))
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tanh_saved_before_the_scaled_one_reads_as_the_plain_tanh() {
+        let old: LayerSpec = serde_json::from_str(r#"{"type": "Tanh"}"#).unwrap();
+        let plain = LayerSpec::Tanh {
+            amplitude: 1.0,
+            slope: 1.0,
+        };
+        assert_eq!(old, plain);
+        let text = serde_json::to_string(&plain).unwrap();
+        assert_eq!(serde_json::from_str::<LayerSpec>(&text).unwrap(), plain);
+    }
+
+    #[test]
+    fn impossible_tables_and_shapes_in_a_file_are_refused() {
+        let conv = ConvShape {
+            in_channels: 2,
+            out_channels: 2,
+            height: 5,
+            width: 5,
+            kernel: 3,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        };
+        for (table, problem) in [
+            (vec![vec![0]], "lists 1 output maps"),
+            (vec![vec![0], vec![]], "connected to no input map"),
+            (vec![vec![1, 0], vec![0]], "increasing order"),
+            (vec![vec![0], vec![2]], "connected to input map 2"),
+        ] {
+            let spec = LayerSpec::PartialConv2d { shape: conv, table };
+            let error = spec.output_features(50).unwrap_err();
+            assert!(error.contains(problem), "{error}");
+        }
+        let overlapping = LayerSpec::Subsample2d(PoolShape {
+            channels: 1,
+            height: 4,
+            width: 4,
+            kernel: 2,
+            stride: 1,
+        });
+        assert!(overlapping
+            .output_features(16)
+            .unwrap_err()
+            .contains("do not overlap"));
+        let pad = |value: f32| {
+            LayerSpec::Pad2d(PadShape {
+                channels: 1,
+                height: 2,
+                width: 2,
+                padding: usize::MAX / 2,
+                value,
+            })
+        };
+        assert!(pad(0.0)
+            .output_features(4)
+            .unwrap_err()
+            .contains("too large"));
+        let tanh = LayerSpec::Tanh {
+            amplitude: 0.0,
+            slope: 1.0,
+        };
+        assert!(tanh.output_features(3).is_err());
     }
 }
