@@ -197,11 +197,11 @@ pub const EXPERIMENTS: [Experiment; 9] = [
         network: "Simard et al. 2003: Conv2d(1->5, 5x5, stride 2)-ReLU-Conv2d(5->50, 5x5, stride 2)-ReLU-1250-100-ReLU-10, he init",
         regime: Regime::Seed003,
         batching: Batching::Mini(32),
-        lr: 1e-3,
-        optimizer: OptimizerSettings::Adam {
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.0,
+        lr: 0.02,
+        optimizer: OptimizerSettings::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 5e-4,
         },
         schedule: Schedule::Cosine { min_lr: 0.0 },
         init: Init::He,

@@ -617,6 +617,8 @@ fn simard_trains_on_elastic_distortions() {
             "simard",
             "--epochs",
             "1",
+            "--validation",
+            "10000",
             "--summary",
             "--data-dir",
             dir.to_str().unwrap(),
@@ -632,10 +634,23 @@ fn simard_trains_on_elastic_distortions() {
         "5x13x13",
         "50x5x5",
         "total: 132,540 parameters",
+        "50000 train, 10000 validation, 10000 test, pixels / 255",
+        "val accuracy",
     ] {
         assert!(out.contains(expected), "{expected:?} missing from\n{out}");
     }
     assert!(final_test_accuracy(&out) > 0.9, "{out}");
+    let everything = run(
+        &["experiment", "simard", "--validation", "60000"],
+        &[],
+        None,
+    );
+    assert!(!everything.status.success());
+    assert!(
+        stderr(&everything).contains("leaves nothing to train on"),
+        "{}",
+        stderr(&everything)
+    );
 }
 
 #[test]

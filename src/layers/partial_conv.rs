@@ -15,8 +15,9 @@
 //! which is an ordinary [`Conv2d`] whose kernels between unconnected maps are zero. The layer is
 //! computed that way: its kernels, `(connections, k·k)`, are copied into the dense weight
 //! `W: (out_channels, in_channels·k·k)` before each forward pass (the other entries stay zero),
-//! and the dense convolution does the rest (C3 does 2.5 times the necessary multiplications, a
-//! small price: it is one of the cheaper layers of LeNet-5).
+//! and the dense convolution does the rest. For C3 that is 2.5 times the necessary work (480,000
+//! FLOPs per image forward instead of 300,000), spent in one product per image instead of 60
+//! small ones.
 //!
 //! Backward. The dense layer gives `dW` for every entry of `W`; a kernel's gradient is its own
 //! block of `dW` (the zero blocks' gradients are dropped: those weights do not exist). The bias

@@ -1,10 +1,12 @@
 //! LeNet-5's subsampling layers (S2 and S4): each map's `k x k` windows summed, scaled by a
 //! trainable coefficient and offset by a trainable bias, one pair per map.
 //!
-//! LeCun et al. (1998) halve the resolution between convolutions "to reduce the sensitivity of
-//! the output to shifts and distortions". Unlike average pooling the layer learns how much of its
-//! input to pass on (and, with the squashing function after it, whether to act nearly linearly or
-//! as a soft OR/AND of its window). Windows do not overlap (stride = `k`), as in the paper.
+//! LeCun et al. (1998) halve the resolution between convolutions, which makes the output less
+//! sensitive to small shifts and distortions of the input. Unlike average pooling the layer learns
+//! how much of its input to pass on: with a small coefficient the squashing function after it
+//! stays nearly linear and the layer merely blurs; with a large one a unit acts as a noisy OR or a
+//! noisy AND of its window, depending on the bias (section II.A). Windows do not overlap (stride =
+//! `k`), as in the paper.
 //!
 //! ```text
 //! forward:   S[c, y, x] = Σ_{ky, kx < k} X[c, y·k + ky, x·k + kx]          (the window's sum)
