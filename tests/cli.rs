@@ -554,9 +554,15 @@ fn lenet5_has_the_papers_parameters_and_learns_in_one_pass() {
     // One summary row per layer: its output shape and parameters (the paper's counts, section
     // II.B: C1 156, S2 12, C3 1,516, S4 32, C5 48,120, F6 10,164).
     let row = |layer: &str| -> Vec<String> {
+        // A row of the table starts with the layer's number (the configuration above it names
+        // the layers too).
+        let is_row = |l: &&str| {
+            let first = l.split_whitespace().next().unwrap_or("");
+            first.parse::<usize>().is_ok() && l.contains(layer)
+        };
         let line = out
             .lines()
-            .find(|l| l.contains(layer))
+            .find(is_row)
             .unwrap_or_else(|| panic!("no {layer:?} row in\n{out}"));
         let cells: Vec<&str> = line.split_whitespace().collect();
         cells[cells.len() - 3..cells.len() - 1]
