@@ -86,10 +86,11 @@ impl Init {
     /// `Samson`, `Torch` and `LeCun`.
     pub fn bias(self, fan_in: usize, fan_out: usize, rng: &mut impl Rng) -> Array1<f32> {
         match self {
-            Init::Samson => Array1::from_iter(samson_uniform().sample_iter(rng).take(fan_out)),
-            Init::Torch => Array1::from_iter(torch_uniform(fan_in).sample_iter(rng).take(fan_out)),
-            Init::LeCun => Array1::from_iter(lecun_uniform(fan_in).sample_iter(rng).take(fan_out)),
-            _ => Array1::zeros(fan_out),
+            // Drawn as the weights are, from the same distribution.
+            Init::Samson | Init::Torch | Init::LeCun => {
+                Array1::from(self.sample(fan_in, fan_out, fan_out, rng))
+            }
+            Init::He | Init::Xavier | Init::Gaussian => Array1::zeros(fan_out),
         }
     }
 }

@@ -96,7 +96,7 @@ struct TrainArgs {
     lecun_scaling: bool,
     /// Hold out the last N training images and report validation loss and accuracy every epoch
     /// (choose settings on these, never on the test set).
-    #[arg(long, value_parser = positive)]
+    #[arg(long, value_parser = held_out)]
     validation: Option<usize>,
     #[command(flatten)]
     run: RunArgs,
@@ -183,7 +183,7 @@ struct ExperimentArgs {
     epochs: Option<usize>,
     /// Hold out the last N training images and report validation loss and accuracy every epoch
     /// (to check a recipe on data it never saw, without looking at the test set).
-    #[arg(long, value_parser = positive)]
+    #[arg(long, value_parser = held_out)]
     validation: Option<usize>,
     #[command(flatten)]
     run: RunArgs,
@@ -262,6 +262,16 @@ pub(crate) fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A number of training images to hold out: at least one, and fewer than MNIST's 60,000.
+fn held_out(s: &str) -> Result<usize, String> {
+    match positive(s)? {
+        n if n >= TRAIN_IMAGES => Err(format!(
+            "{n} leaves nothing to train on: MNIST has {TRAIN_IMAGES} training images"
+        )),
+        n => Ok(n),
+    }
+}
+
 fn positive_finite(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
@@ -320,11 +330,6 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let layers = architecture::parse(&text, Shape::MNIST, CLASSES)
         .map_err(|e| anyhow::anyhow!("--layers: {e}"))?;
-    if let Some(n) = args.validation {
-        if n >= TRAIN_IMAGES {
-            bail!("--validation {n} leaves nothing to train on: MNIST has {TRAIN_IMAGES} training images");
-        }
-    }
     let plan = Plan {
         command: "train".into(),
         settings: Vec::new(),
@@ -355,9 +360,6 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
     let experiment = experiments::find(&args.name).expect("clap checked the name");
     let (validation, scaling) = experiment.regime.split(TRAIN_IMAGES);
     let validation = args.validation.unwrap_or(validation);
-    if validation >= TRAIN_IMAGES {
-        bail!("--validation {validation} leaves nothing to train on: MNIST has {TRAIN_IMAGES} training images");
-    }
     let plan = Plan {
         command: format!("experiment {}", experiment.name),
         settings: vec![

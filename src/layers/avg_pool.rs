@@ -46,7 +46,7 @@ impl Layer for AvgPool2d {
         for (x, mut y) in input.rows().into_iter().zip(self.output.rows_mut()) {
             let x = x.to_slice().expect("contiguous rows");
             let y = y.as_slice_mut().expect("contiguous rows");
-            self.shape.for_each_window(|out, top_left| {
+            self.shape.for_each_window(|_, out, top_left| {
                 let rows = (0..k).map(|ky| top_left + ky * width);
                 y[out] = rows.map(|r| x[r..r + k].iter().sum::<f32>()).sum::<f32>() * scale;
             });
@@ -75,7 +75,7 @@ impl Layer for AvgPool2d {
             .zip(self.grad_input.rows_mut())
         {
             let dx = dx.as_slice_mut().expect("contiguous rows");
-            self.shape.for_each_window(|out, top_left| {
+            self.shape.for_each_window(|_, out, top_left| {
                 let share = dy[out] * scale;
                 for ky in 0..k {
                     let row = top_left + ky * width;

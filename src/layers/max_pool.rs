@@ -149,7 +149,7 @@ impl Layer for MaxPool2d {
 /// in row-major order; a NaN wins and stays, as in PyTorch) into `argmax`.
 fn max_any(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     let (k, width) = (shape.kernel, shape.width);
-    shape.for_each_window(|out, top_left| {
+    shape.for_each_window(|_, out, top_left| {
         let (mut best, mut best_value) = (top_left, x[top_left]);
         for ky in 0..k {
             let row = top_left + ky * width;

@@ -150,14 +150,10 @@ impl Layer for Pad2d {
             .into_iter()
             .zip(self.grad_input.rows_mut())
         {
+            let dy = dy.to_slice().expect("contiguous rows");
             let dx = dx.as_slice_mut().expect("contiguous rows");
             self.shape.for_each_pixel_row(|to, from| {
-                for (d, &g) in dx[to..to + width]
-                    .iter_mut()
-                    .zip(dy.slice(ndarray::s![from..from + width]))
-                {
-                    *d = g;
-                }
+                dx[to..to + width].copy_from_slice(&dy[from..from + width]);
             });
         }
         self.grad_input.view()

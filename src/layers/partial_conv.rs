@@ -150,32 +150,29 @@ impl PartialConv2d {
     pub fn bias(&self) -> &Array1<f32> {
         &self.dense.bias
     }
+}
 
-    /// Calls `visit(connection, output map, first column of its kernel in the dense weight)` for
-    /// every connection, in the order of the rows of `weight`.
-    fn for_each_connection(&self, mut visit: impl FnMut(usize, usize, usize)) {
-        let taps = self.weight.ncols();
-        let mut connection = 0;
-        for (o, inputs) in self.table.iter().enumerate() {
-            for &c in inputs {
-                visit(connection, o, c * taps);
-                connection += 1;
-            }
-        }
-    }
+/// Every connection `(o, c)` of `table` with its position: output map by output map, each map's
+/// inputs in the table's order, which is the order of the rows of [`PartialConv2d::weight`].
+fn connections(table: &[Vec<usize>]) -> impl Iterator<Item = (usize, (usize, usize))> + '_ {
+    table
+        .iter()
+        .enumerate()
+        .flat_map(|(o, inputs)| inputs.iter().map(move |&c| (o, c)))
+        .enumerate()
 }
 
 impl Layer for PartialConv2d {
     fn forward(&mut self, input: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32> {
+        // Kernel k of connection (o, c) goes to W[o, c·k·k .. (c + 1)·k·k].
         let taps = self.weight.ncols();
-        let mut dense = std::mem::take(&mut self.dense.weight);
-        self.for_each_connection(|connection, o, column| {
-            let kernel = self.weight.row(connection);
-            let mut block = dense.row_mut(o);
-            let mut block = block.slice_mut(ndarray::s![column..column + taps]);
-            block.assign(&kernel);
-        });
-        self.dense.weight = dense;
+        for (k, (o, c)) in connections(&self.table) {
+            let block = ndarray::s![o, c * taps..(c + 1) * taps];
+            self.dense
+                .weight
+                .slice_mut(block)
+                .assign(&self.weight.row(k));
+        }
         self.dense.forward(input, train)
     }
 
@@ -185,14 +182,14 @@ impl Layer for PartialConv2d {
         grad_output: ArrayView2<f32>,
     ) -> ArrayView2<'_, f32> {
         self.dense.backward(input, grad_output);
+        // Kernel k's gradient is its block of dW; the zero blocks' gradients are dropped.
         let taps = self.weight.ncols();
-        let mut grad = std::mem::take(&mut self.grad_weight);
-        self.for_each_connection(|connection, o, column| {
-            let dense = self.dense.grad_weight.row(o);
-            grad.row_mut(connection)
-                .assign(&dense.slice(ndarray::s![column..column + taps]));
-        });
-        self.grad_weight = grad;
+        for (k, (o, c)) in connections(&self.table) {
+            let block = ndarray::s![o, c * taps..(c + 1) * taps];
+            self.grad_weight
+                .row_mut(k)
+                .assign(&self.dense.grad_weight.slice(block));
+        }
         self.dense.grad_input()
     }
 

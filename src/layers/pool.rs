@@ -73,10 +73,10 @@ impl PoolShape {
         Ok(())
     }
 
-    /// Calls `visit(output index, index of the window's top-left input, channel plane offset)`
-    /// for every output value of one image, in the output's order: the window's inputs are at
+    /// Calls `visit(channel, output index, index of the window's top-left input)` for every
+    /// output value of one image, in the output's order: the window's inputs are at
     /// `top_left + ky·width + kx` for `ky, kx < kernel`.
-    pub(crate) fn for_each_window(&self, mut visit: impl FnMut(usize, usize)) {
+    pub(crate) fn for_each_window(&self, mut visit: impl FnMut(usize, usize, usize)) {
         let (out_h, out_w) = (self.out_height(), self.out_width());
         let mut out = 0;
         for c in 0..self.channels {
@@ -84,7 +84,7 @@ impl PoolShape {
             for oy in 0..out_h {
                 let row = plane + oy * self.stride * self.width;
                 for ox in 0..out_w {
-                    visit(out, row + ox * self.stride);
+                    visit(c, out, row + ox * self.stride);
                     out += 1;
                 }
             }

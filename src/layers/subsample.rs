@@ -92,49 +92,26 @@ pub fn check(shape: &PoolShape) -> Result<(), String> {
     Ok(())
 }
 
-impl Subsample2d {
-    /// Calls `visit(map, window, top_left)` for every window of one image: `window` counts the
-    /// windows of all maps in the output's order, the window's inputs are at
-    /// `top_left + ky·width + kx` for `ky, kx < k`.
-    fn for_each_window(&self, mut visit: impl FnMut(usize, usize, usize)) {
-        let s = self.shape;
-        let (out_h, out_w) = (s.out_height(), s.out_width());
-        let mut window = 0;
-        for c in 0..s.channels {
-            for oy in 0..out_h {
-                let row = (c * s.height + oy * s.kernel) * s.width;
-                for ox in 0..out_w {
-                    visit(c, window, row + ox * s.kernel);
-                    window += 1;
-                }
-            }
-        }
-    }
-}
-
 impl Layer for Subsample2d {
     fn forward(&mut self, input: ArrayView2<f32>, _train: bool) -> ArrayView2<'_, f32> {
         check_features("Subsample2d", self.shape.input_len(), input);
         let n = input.nrows();
-        let mut sums = std::mem::take(&mut self.sums);
-        let mut output = std::mem::take(&mut self.output);
-        ensure_shape(&mut sums, n, self.shape.output_len());
-        ensure_shape(&mut output, n, self.shape.output_len());
-        let (k, width) = (self.shape.kernel, self.shape.width);
-        let rows = input.rows().into_iter().zip(sums.rows_mut());
-        for ((x, mut s), mut y) in rows.zip(output.rows_mut()) {
+        ensure_shape(&mut self.sums, n, self.shape.output_len());
+        ensure_shape(&mut self.output, n, self.shape.output_len());
+        let (shape, weight, bias) = (self.shape, &self.weight, &self.bias);
+        let (k, width) = (shape.kernel, shape.width);
+        let rows = input.rows().into_iter().zip(self.sums.rows_mut());
+        for ((x, mut s), mut y) in rows.zip(self.output.rows_mut()) {
             let x = x.to_slice().expect("contiguous rows");
             let s = s.as_slice_mut().expect("contiguous rows");
             let y = y.as_slice_mut().expect("contiguous rows");
-            self.for_each_window(|c, window, top_left| {
+            shape.for_each_window(|c, window, top_left| {
                 let rows = (0..k).map(|ky| top_left + ky * width);
                 let sum = rows.map(|r| x[r..r + k].iter().sum::<f32>()).sum::<f32>();
                 s[window] = sum;
-                y[window] = self.weight[c] * sum + self.bias[c];
+                y[window] = weight[c] * sum + bias[c];
             });
         }
-        self.sums = sums;
-        self.output = output;
         self.output.view()
     }
 
@@ -164,20 +141,23 @@ impl Layer for Subsample2d {
             }
         }
         // dX: every pixel of a window gets w[c]·dY of its window.
-        let mut grad_input = std::mem::take(&mut self.grad_input);
-        ensure_shape(&mut grad_input, n, self.shape.input_len());
-        let (k, width) = (self.shape.kernel, self.shape.width);
-        for (dy, mut dx) in grad_output.rows().into_iter().zip(grad_input.rows_mut()) {
+        ensure_shape(&mut self.grad_input, n, self.shape.input_len());
+        let (shape, weight) = (self.shape, &self.weight);
+        let (k, width) = (shape.kernel, shape.width);
+        for (dy, mut dx) in grad_output
+            .rows()
+            .into_iter()
+            .zip(self.grad_input.rows_mut())
+        {
             let dx = dx.as_slice_mut().expect("contiguous rows");
-            self.for_each_window(|c, window, top_left| {
-                let share = self.weight[c] * dy[window];
+            shape.for_each_window(|c, window, top_left| {
+                let share = weight[c] * dy[window];
                 for ky in 0..k {
                     let row = top_left + ky * width;
                     dx[row..row + k].fill(share);
                 }
             });
         }
-        self.grad_input = grad_input;
         self.grad_input.view()
     }
 
