@@ -15,6 +15,7 @@
 //! | `maxpool K [stride S]`, `avgpool K [stride S]` | `KxK` windows, `S` apart (`K` unless given) | `nn.MaxPool2d`, `nn.AvgPool2d` |
 //! | `subsample K` | LeNet-5's S layers: each `KxK` window's sum times a trainable coefficient plus a bias, per map | — |
 //! | `pad P [value V]` | a border of `P` pixels of value `V` (0 unless given) | `nn.ConstantPad2d` |
+//! | `crop P` | the middle of each map, without `P` pixels on every side | `nn.ZeroPad2d(-P)` |
 //! | `relu`, `tanh`, `lecun-tanh` | activations (`lecun-tanh` is LeNet-5's `1.7159·tanh(2x/3)`) | `nn.ReLU`, `nn.Tanh` |
 //! | `dropout P` | zero each value with probability `P` while training | `nn.Dropout` |
 //! | `batchnorm` | per feature after `linear`, per channel after `conv` | `nn.BatchNorm1d`, `nn.BatchNorm2d` |
@@ -32,8 +33,8 @@ use rand::Rng;
 
 use crate::init::Init;
 use crate::layers::{
-    lenet5_table, subsample, Conv2d, ConvShape, Layer, LayerSpec, Linear, PadShape, PartialConv2d,
-    PoolShape, Subsample2d, LECUN_TANH,
+    lenet5_table, subsample, Conv2d, ConvShape, CropShape, Layer, LayerSpec, Linear, PadShape,
+    PartialConv2d, PoolShape, Subsample2d, LECUN_TANH,
 };
 use crate::network::Network;
 
@@ -200,6 +201,11 @@ fn output_shape(spec: &LayerSpec, input: Shape) -> Shape {
             width: s.out_width(),
         },
         LayerSpec::Pad2d(s) => Shape::Image {
+            channels: s.channels,
+            height: s.out_height(),
+            width: s.out_width(),
+        },
+        LayerSpec::Crop2d(s) => Shape::Image {
             channels: s.channels,
             height: s.out_height(),
             width: s.out_width(),
@@ -377,6 +383,21 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
             shape.check()?;
             Ok(LayerSpec::Pad2d(shape))
         }
+        "crop" => {
+            let (sizes, _) = split(1, &[])?;
+            let (channels, height, width) = image("crop")?;
+            let crop = sizes[0]
+                .parse()
+                .map_err(|_| format!("the crop must be a whole number, got '{}'", sizes[0]))?;
+            let shape = CropShape {
+                channels,
+                height,
+                width,
+                crop,
+            };
+            shape.check()?;
+            Ok(LayerSpec::Crop2d(shape))
+        }
         "maxpool" | "avgpool" => {
             let (sizes, options) = split(1, &["stride"])?;
             let (channels, height, width) = image(&name)?;
@@ -432,7 +453,7 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
             }
         }
         _ => Err(format!(
-            "unknown layer `{name}`: use linear, conv, maxpool, avgpool, subsample, pad, relu, tanh, lecun-tanh, dropout, batchnorm or flatten"
+            "unknown layer `{name}`: use linear, conv, maxpool, avgpool, subsample, pad, crop, relu, tanh, lecun-tanh, dropout, batchnorm or flatten"
         )),
     }
 }
@@ -444,6 +465,7 @@ fn usage(name: &str) -> &'static str {
         "conv" => "`conv MAPS KERNEL [stride S] [padding P] [dilation D] [table lenet5]`",
         "subsample" => "`subsample K`",
         "pad" => "`pad P [value V]`",
+        "crop" => "`crop P`",
         "maxpool" => "`maxpool K [stride S]`",
         "avgpool" => "`avgpool K [stride S]`",
         "dropout" => "`dropout P`",
@@ -589,6 +611,10 @@ mod tests {
         );
         assert_eq!(shapes("linear 32, relu, linear 10"), ["32", "32", "10"]);
         assert_eq!(
+            shapes("crop 2, conv 24 5, maxpool 2, flatten, linear 10"),
+            ["1x24x24", "24x20x20", "24x10x10", "2400", "10"]
+        );
+        assert_eq!(
             shapes(crate::experiments::LENET5),
             [
                 "1x32x32", "6x28x28", "6x28x28", "6x14x14", "6x14x14", "16x10x10", "16x10x10",
@@ -665,6 +691,14 @@ mod tests {
                 "must be a finite number",
             ),
             ("flatten, pad 2, linear 10", "`pad` works on images"),
+            (
+                "crop 14, flatten, linear 10",
+                "leaves nothing of a 28x28 image",
+            ),
+            (
+                "crop -2, flatten, linear 10",
+                "the crop must be a whole number",
+            ),
             (" , ", "no layers"),
         ] {
             let error = parse(text, Shape::MNIST, 10).unwrap_err();

@@ -352,6 +352,7 @@ fn train(args: TrainArgs) -> Result<()> {
         test_every: None,
         from_must_match: false,
         augment: args.run.augment.clone(),
+        evaluate_training_set: true,
     };
     launch(plan, &args.run)
 }
@@ -390,6 +391,7 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
             .augment
             .clone()
             .or_else(|| experiment.augmentation()),
+        evaluate_training_set: !experiment.timed,
     };
     launch(plan, &args.run)
 }

@@ -413,6 +413,28 @@ fn padding_backward_matches_finite_differences() {
 }
 
 #[test]
+fn cropping_backward_matches_finite_differences() {
+    use mnist_nn::layers::{Crop2d, CropShape};
+    let mut rng = seeded_rng(38);
+    for (channels, height, width, crop) in [(1, 6, 6, 2), (2, 5, 7, 1), (2, 3, 3, 0)] {
+        let shape = CropShape {
+            channels,
+            height,
+            width,
+            crop,
+        };
+        let input = random_matrix(3, shape.input_len(), &mut rng);
+        let mismatches = check_layer(
+            &mut Crop2d::new(shape),
+            input.view(),
+            Tolerance::default(),
+            &mut rng,
+        );
+        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
+    }
+}
+
+#[test]
 fn subsampling_backward_matches_finite_differences() {
     use mnist_nn::layers::{PoolShape, Subsample2d};
     let mut rng = seeded_rng(37);

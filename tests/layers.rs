@@ -165,6 +165,59 @@ fn check_fused_relu(mut fused: Box<dyn Layer>, mut plain: Box<dyn Layer>, x: &Ar
     }
 }
 
+/// A convolution with a max pooling (and maybe a ReLU after it) fused into it, against the
+/// convolution followed by a `MaxPool2d` layer: the same pooled values and, for a gradient from
+/// above, the same parameter and input gradients, to the last bit.
+#[test]
+fn a_fused_max_pooling_gives_the_same_values_and_gradients_as_the_pooling_layer() {
+    use mnist_nn::layers::{MaxPool2d, PoolShape};
+    let mut rng = seeded_rng(34);
+    // (in channels, out channels, height, width, kernel, stride, padding, dilation)
+    let shape = conv_shape((2, 3, 7, 6, 3, 1, 1, 1));
+    // 2x2 windows 2 apart, and overlapping 3x3 windows 2 apart (an input can win two windows).
+    for (kernel, stride) in [(2, 2), (3, 2)] {
+        let pool = PoolShape {
+            channels: 3,
+            height: shape.out_height(),
+            width: shape.out_width(),
+            kernel,
+            stride,
+        };
+        for relu in [false, true] {
+            let mut fused = Conv2d::new(shape, Init::He, &mut rng);
+            let mut plain = Conv2d::from_params(shape, fused.weight.clone(), fused.bias.clone());
+            assert!(fused.fuse_max_pool(pool), "Conv2d must accept a pooling");
+            let mut pooling = MaxPool2d::new(pool);
+            if relu {
+                assert!(fused.fuse_relu() && pooling.fuse_relu());
+            }
+            let x = random_matrix(4, shape.input_len(), &mut rng);
+            let expected = pooling
+                .forward(plain.forward(x.view(), true), true)
+                .to_owned();
+            assert_eq!(fused.forward(x.view(), true), expected.view());
+            let dy = random_matrix(expected.nrows(), expected.ncols(), &mut rng);
+            let dz = pooling.backward(plain.output(), dy.view()).to_owned();
+            let plain_dx = plain.backward(x.view(), dz.view()).to_owned();
+            assert_eq!(fused.backward(x.view(), dy.view()), plain_dx.view());
+            for (f, p) in fused.params().into_iter().zip(plain.params()) {
+                assert_eq!(f.grad, p.grad, "{}", f.name);
+            }
+        }
+    }
+    // A ReLU fused first would come before the pooling: the convolution refuses the pooling then.
+    let mut conv = Conv2d::new(shape, Init::He, &mut rng);
+    assert!(conv.fuse_relu());
+    let pool = PoolShape {
+        channels: 3,
+        height: 7,
+        width: 6,
+        kernel: 2,
+        stride: 2,
+    };
+    assert!(!conv.fuse_max_pool(pool));
+}
+
 #[test]
 fn a_fused_relu_gives_the_same_values_and_gradients_as_a_relu_layer() {
     use mnist_nn::layers::Linear;
@@ -458,4 +511,83 @@ fn subsampling_scales_each_window_sum_and_padding_surrounds_the_image() {
         y.slice(ndarray::s![1, 20..]).to_vec(),
         second_map_of_second_image
     );
+}
+
+#[test]
+fn cropping_keeps_the_middle_of_every_map_and_sends_no_gradient_to_the_border() {
+    use mnist_nn::layers::{Crop2d, CropShape};
+    let mut crop = Crop2d::new(CropShape {
+        channels: 2,
+        height: 4,
+        width: 5,
+        crop: 1,
+    });
+    let x = Array2::from_shape_fn((2, 40), |(n, i)| (100 * n + i) as f32);
+    let y = crop.forward(x.view(), false).to_owned();
+    assert_eq!(y.dim(), (2, 2 * 2 * 3));
+    // The second map of the second image holds 120..140 in 4 rows of 5; its middle two rows
+    // without their first and last pixels: 126, 127, 128 and 131, 132, 133.
+    assert_eq!(
+        y.slice(ndarray::s![1, 6..]).to_vec(),
+        [126.0, 127.0, 128.0, 131.0, 132.0, 133.0]
+    );
+    let dy = Array2::from_elem((2, 12), 1.0);
+    let dx = crop.backward(x.view(), dy.view()).to_owned();
+    #[rustfmt::skip]
+    let first_map = [
+        0.0, 0.0, 0.0, 0.0, 0.0,
+        0.0, 1.0, 1.0, 1.0, 0.0,
+        0.0, 1.0, 1.0, 1.0, 0.0,
+        0.0, 0.0, 0.0, 0.0, 0.0,
+    ];
+    assert_eq!(dx.slice(ndarray::s![0, ..20]).to_vec(), first_map);
+}
+
+/// A batch larger than a group of images (128) sums its gradient group by group, the groups on
+/// several cores when there are: the same bits on one core as on two, and the sum of the images'
+/// own gradients.
+#[test]
+fn a_convolutions_gradient_over_groups_of_images_is_the_same_on_any_number_of_cores() {
+    use mnist_nn::gemm::with_threads;
+    use mnist_nn::layers::PoolShape;
+    let mut rng = seeded_rng(35);
+    let shape = conv_shape((2, 3, 6, 6, 3, 1, 0, 1));
+    let pool = PoolShape {
+        channels: 3,
+        height: 4,
+        width: 4,
+        kernel: 2,
+        stride: 2,
+    };
+    let conv = Conv2d::new(shape, Init::He, &mut rng);
+    let (weight, bias) = (conv.weight.clone(), conv.bias.clone());
+    let x = random_matrix(300, shape.input_len(), &mut rng);
+    let dy = random_matrix(300, pool.output_len(), &mut rng);
+    let gradients = |threads: usize, rows: std::ops::Range<usize>| {
+        with_threads(threads, || {
+            let mut conv = Conv2d::from_params(shape, weight.clone(), bias.clone());
+            assert!(conv.fuse_max_pool(pool) && conv.fuse_relu());
+            let (x, dy) = (
+                x.slice(ndarray::s![rows.clone(), ..]),
+                dy.slice(ndarray::s![rows, ..]),
+            );
+            conv.forward(x, true);
+            let dx = conv.backward(x, dy).to_owned();
+            (conv.grad_weight.clone(), conv.grad_bias.clone(), dx)
+        })
+    };
+    let (one_core, two_cores) = (gradients(1, 0..300), gradients(2, 0..300));
+    assert_eq!(one_core, two_cores);
+    let mut summed = gradients(1, 0..1);
+    for i in 1..300 {
+        let (w, b, _) = gradients(1, i..i + 1);
+        summed.0 += &w;
+        summed.1 += &b;
+    }
+    let worst = (&one_core.0 - &summed.0)
+        .iter()
+        .chain((&one_core.1 - &summed.1).iter())
+        .fold(0f32, |m, d| m.max(d.abs()));
+    assert!(worst < 1e-3, "differs from the per-image sum by {worst}");
+    assert_eq!(one_core.2.row(299), gradients(1, 299..300).2.row(0));
 }

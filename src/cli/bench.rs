@@ -19,7 +19,7 @@ const PEAK_SIZE: usize = 2048;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Only this workload (repeatable) [default: all four].
+    /// Only this workload (repeatable) [default: all of them].
     #[arg(long, value_parser = PossibleValuesParser::new(WORKLOADS.map(|w| w.name)))]
     workload: Vec<String>,
     /// Timed epochs per workload, after one warm-up epoch; the median is reported.

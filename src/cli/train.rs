@@ -52,6 +52,9 @@ pub struct Plan {
     pub from_must_match: bool,
     /// How the training images are distorted every epoch, if they are.
     pub augment: Option<Augmentation>,
+    /// Whether the run ends with a pass over the whole training set (its loss and accuracy)
+    /// before the test set's.
+    pub evaluate_training_set: bool,
 }
 
 /// Builds (or loads) the network, reads the data, and trains as `plan` and the flags say,
@@ -220,9 +223,11 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         training / records.len().max(1) as f64,
         progress.elapsed
     );
-    let train = network.evaluate(mnist.train.images.view(), &mnist.train.labels);
-    println!("train loss: {:.4}", train.loss);
-    println!("train accuracy: {:.4}", train.accuracy);
+    if plan.evaluate_training_set {
+        let train = network.evaluate(mnist.train.images.view(), &mnist.train.labels);
+        println!("train loss: {:.4}", train.loss);
+        println!("train accuracy: {:.4}", train.accuracy);
+    }
     let test = network.evaluate(mnist.test.images.view(), &mnist.test.labels);
     println!("test loss: {:.4}", test.loss);
     if let Some(path) = &args.save {

@@ -44,14 +44,23 @@
 //!
 //! With a ReLU fused into the layer ([`Layer::fuse_relu`]), each image's `Y` is clamped to
 //! `max(0, Y)` right after its product, and backward starts from `dZ = dY ⊙ [Y > 0]`.
+//!
+//! With a max pooling fused into the layer ([`Layer::fuse_max_pool`], `conv, maxpool, relu` in the
+//! fast recipe), each image's `Z = W·P + b` goes into a buffer of one image, is pooled from there
+//! (then clamped by a ReLU fused after the pooling), and only the pooled values and the index of
+//! each window's winner are kept: `Z` never leaves the core's caches, where the separate layers
+//! would write a batch's `Z` to memory and read it back. Backward rebuilds each image's `dZ` in
+//! the same buffer, each window's gradient on its winner ([`MaxPool2d`](super::MaxPool2d)'s
+//! backward), and goes on from there.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use rand::Rng;
 use rayon::prelude::*;
 
+use super::max_pool::{max_of_windows, send_to_winners};
 use super::{
     check_features, ensure_shape, relu_backward, relu_in_place, two_params, Layer, LayerSpec,
-    Param, Tensor, TensorSource,
+    Param, PoolShape, Tensor, TensorSource,
 };
 use crate::gemm::{matmul, single_threaded, threads};
 use crate::init::Init;
@@ -219,17 +228,21 @@ pub struct Conv2d {
     /// `dL/db`, `(out_channels)`
     pub grad_bias: Array1<f32>,
     input_grad_needed: bool,
-    /// Whether the layer applies the ReLU that follows it.
+    /// Whether the layer applies the ReLU that follows it (after the pooling, if one is fused).
     fused_relu: bool,
-    /// `P` of one image, `(taps, out_h·out_w)`: gathered again, image by image, in both passes, so
-    /// that it is still in the core's first-level cache when its product reads it (a forward pass
-    /// that shares the images between cores gives each of them a buffer of its own)
-    patches: Array2<f32>,
-    /// `dP` of one image, `(taps, out_h·out_w)`
-    grad_patches: Array2<f32>,
-    /// `Y`, `(n, out_channels·out_h·out_w)`
+    /// The max pooling the layer applies, if one is fused.
+    pool: Option<PoolShape>,
+    /// With a fused pooling, for every pooled value, the index of its window's winner in its
+    /// image's `Z` `(out_channels·out_h·out_w)`: `(n·pooled values)`; without, one unused entry
+    /// per image, so that the images pair with their entries the same way in both cases.
+    winners: Vec<u32>,
+    /// One image's buffers, for the passes that run on this thread
+    scratch: ImageScratch,
+    /// The backward pass's sums and buffers, a group of images each (see [`IMAGES_PER_GROUP`])
+    groups: Vec<GroupGradients>,
+    /// `Y`, `(n, out_channels·out_h·out_w)`, or the pooled `(n, out_channels·pooled pixels)`
     output: Array2<f32>,
-    /// `dZ = dY ⊙ [Y > 0]` when a ReLU is fused, `(n, out_channels·out_h·out_w)`
+    /// `dZ = dY ⊙ [Y > 0]` when a ReLU is fused without a pooling, `(n, out_channels·out_h·out_w)`
     grad_pre_activation: Array2<f32>,
     /// `dX`, `(n, in_channels·height·width)`
     grad_input: Array2<f32>,
@@ -267,12 +280,33 @@ impl Conv2d {
             bias,
             input_grad_needed: true,
             fused_relu: false,
-            patches: Array2::zeros((0, 0)),
-            grad_patches: Array2::zeros((0, 0)),
+            pool: None,
+            winners: Vec::new(),
+            scratch: ImageScratch::default(),
+            groups: Vec::new(),
             output: Array2::zeros((0, 0)),
             grad_pre_activation: Array2::zeros((0, 0)),
             grad_input: Array2::zeros((0, 0)),
         }
+    }
+}
+
+/// The buffers of one image's pass: each thread that computes images needs its own.
+#[derive(Default)]
+struct ImageScratch {
+    /// `P`, `(taps, out_h·out_w)`: gathered again, image by image, in both passes, so that it is
+    /// still in the core's first-level cache when its product reads it
+    patches: Array2<f32>,
+    /// With a fused pooling, `Z` before the pooling (forward) or `dZ` (backward),
+    /// `(out_channels·out_h·out_w)`
+    unpooled: Vec<f32>,
+}
+
+impl Conv2d {
+    /// Values per output row: pooled, if a pooling is fused.
+    fn output_len(&self) -> usize {
+        self.pool
+            .map_or(self.shape.output_len(), |pool| pool.output_len())
     }
 }
 
@@ -311,6 +345,99 @@ fn scatter_patch_gradients(shape: &ConvShape, grad_patches: &Array2<f32>, grad_i
     });
 }
 
+/// Images whose gradient sums one core computes on its own in a backward pass. A batch's `dW` is
+/// the sum over groups of at most this many images (each group's sum in image order, then the
+/// groups' sums in order), so the groups can run on different cores and the result does not
+/// depend on how many there are. A training shard of up to 128 images (the fast recipe's) is one
+/// group; a whole batch of 256, as batch normalisation needs, is two, one per core.
+const IMAGES_PER_GROUP: usize = 128;
+
+/// What the backward pass reads of the layer and of its forward pass.
+struct ForwardRecord<'a> {
+    shape: ConvShape,
+    weight: ArrayView2<'a, f32>,
+    pool: Option<PoolShape>,
+    winners: &'a [u32],
+    winners_per_image: usize,
+    /// The output, when a ReLU is fused (its mask).
+    relu_output: Option<ArrayView2<'a, f32>>,
+}
+
+/// One group's sums and buffers in a backward pass.
+struct GroupGradients {
+    /// `Σ_group dZ·Pᵀ`, `(out_channels, taps)`
+    weight: Array2<f32>,
+    /// `Σ_group Σ_columns dZ`, `(out_channels)`
+    bias: Array1<f32>,
+    scratch: ImageScratch,
+    /// `dP` of one image, `(taps, out_h·out_w)`
+    grad_patches: Array2<f32>,
+}
+
+impl GroupGradients {
+    fn new(out_channels: usize, taps: usize) -> Self {
+        GroupGradients {
+            weight: Array2::zeros((out_channels, taps)),
+            bias: Array1::zeros(out_channels),
+            scratch: ImageScratch::default(),
+            grad_patches: Array2::zeros((0, 0)),
+        }
+    }
+}
+
+/// The backward pass of the images `images` of the batch, one core's work: for each, `dZ` (rebuilt
+/// from the windows' gradients if a pooling is fused), `P` gathered again, `dW += dZ·Pᵀ`,
+/// `db += Σ_columns dZ`, and, given the group's rows of `dX`, `dP = Wᵀ·dZ` added onto them by
+/// col2im.
+fn backward_group(
+    record: &ForwardRecord,
+    images: std::ops::Range<usize>,
+    input: ArrayView2<f32>,
+    grad_output: ArrayView2<f32>,
+    sums: &mut GroupGradients,
+    mut grad_input: Option<&mut ArrayViewMut2<f32>>,
+) {
+    let shape = &record.shape;
+    let (channels, per_image) = (shape.out_channels, shape.out_pixels());
+    ensure_shape(&mut sums.grad_patches, shape.taps(), per_image);
+    sums.bias.fill(0.0);
+    let scratch = &mut sums.scratch;
+    for (k, i) in images.enumerate() {
+        let dy = grad_output.row(i);
+        let dz = match &record.pool {
+            None => channels_by_pixels(dy, channels),
+            Some(_) => {
+                let windows = record.winners_per_image;
+                scratch.unpooled.clear();
+                scratch.unpooled.resize(shape.output_len(), 0.0);
+                send_to_winners(
+                    dy.as_slice().expect("contiguous rows"),
+                    &record.winners[i * windows..(i + 1) * windows],
+                    record.relu_output.map(|y| {
+                        let row = y.index_axis_move(Axis(0), i);
+                        row.to_slice().expect("contiguous rows")
+                    }),
+                    &mut scratch.unpooled,
+                );
+                ArrayView2::from_shape((channels, per_image), &scratch.unpooled)
+                    .expect("dZ is out_channels·out_h·out_w values")
+            }
+        };
+        let image = input.row(i);
+        let image = image.to_slice().expect("contiguous rows");
+        gather_patches(shape, image, &mut scratch.patches);
+        single_threaded(|| matmul(dz, scratch.patches.t(), k > 0, sums.weight.view_mut()));
+        Zip::from(&mut sums.bias)
+            .and(dz.rows())
+            .for_each(|g, dz| *g += dz.sum());
+        if let Some(grad_input) = grad_input.as_mut() {
+            single_threaded(|| matmul(record.weight.t(), dz, false, sums.grad_patches.view_mut()));
+            let dx = grad_input.row_mut(k).into_slice().expect("contiguous rows");
+            scatter_patch_gradients(shape, &sums.grad_patches, dx);
+        }
+    }
+}
+
 /// An image's row of output values (or their gradients) as the matrix `(out_channels, out_h·out_w)`.
 fn channels_by_pixels(row: ArrayView1<'_, f32>, channels: usize) -> ArrayView2<'_, f32> {
     let pixels = row.len() / channels;
@@ -323,7 +450,8 @@ impl Layer for Conv2d {
         check_features("Conv2d", self.shape.input_len(), input);
         let shape = self.shape;
         let (channels, per_image) = (shape.out_channels, shape.out_pixels());
-        ensure_shape(&mut self.output, input.nrows(), shape.output_len());
+        let row_len = self.output_len();
+        ensure_shape(&mut self.output, input.nrows(), row_len);
         let (weight, bias, fused_relu) = (self.weight.view(), &self.bias, self.fused_relu);
         if shape.covers_image() {
             // Y = X·Wᵀ + b: (n, taps)·(taps, out_channels)
@@ -334,34 +462,50 @@ impl Layer for Conv2d {
             }
             return self.output.view();
         }
-        // Image i: P (taps, out_h·out_w) gathered, then Y = W·P + b (then max(0, Y) if fused),
-        // written straight into the image's output row: (out_channels, out_h·out_w)
-        let one_image = |patches: &mut Array2<f32>, (i, row): (usize, &mut [f32])| {
-            let image = input.row(i);
-            gather_patches(&shape, image.to_slice().expect("contiguous rows"), patches);
-            let mut y = ArrayViewMut2::from_shape((channels, per_image), &mut *row)
-                .expect("a row is out_channels·out_h·out_w values");
-            for (mut channel, &b) in y.rows_mut().into_iter().zip(bias) {
-                channel.fill(b);
-            }
-            single_threaded(|| matmul(weight, patches.view(), true, y));
-            if fused_relu {
-                relu_in_place(row);
-            }
-        };
+        // Image i: P (taps, out_h·out_w) gathered, then Z = W·P + b: (out_channels, out_h·out_w),
+        // written straight into the image's output row, or pooled from the image's buffer into
+        // it; then max(0, Y) if a ReLU is fused.
+        let pool = self.pool;
+        let one_image =
+            |scratch: &mut ImageScratch, ((i, row), winners): ((usize, &mut [f32]), &mut [u32])| {
+                let image = input.row(i);
+                let image = image.to_slice().expect("contiguous rows");
+                gather_patches(&shape, image, &mut scratch.patches);
+                let z = if pool.is_some() {
+                    scratch.unpooled.resize(shape.output_len(), 0.0);
+                    &mut scratch.unpooled[..]
+                } else {
+                    &mut *row
+                };
+                let mut z = ArrayViewMut2::from_shape((channels, per_image), z)
+                    .expect("Z is out_channels·out_h·out_w values");
+                for (mut channel, &b) in z.rows_mut().into_iter().zip(bias) {
+                    channel.fill(b);
+                }
+                single_threaded(|| matmul(weight, scratch.patches.view(), true, z));
+                if let Some(pool) = &pool {
+                    max_of_windows(pool, &scratch.unpooled, row, winners);
+                }
+                if fused_relu {
+                    relu_in_place(row);
+                }
+            };
+        let winners_per_image = pool.map_or(1, |pool| pool.output_len());
+        self.winners.resize(input.nrows() * winners_per_image, 0);
+        let rows = self.output.as_slice_mut().expect("standard layout");
         // The products are small (8 x 9 x 784 for the cnn): share the images between the cores
         // rather than each product, unless this thread already has its one core.
-        let rows = self.output.as_slice_mut().expect("standard layout");
-        let row_len = shape.output_len();
         if threads() > 1 {
             rows.par_chunks_mut(row_len)
                 .enumerate()
-                .for_each_init(|| Array2::zeros((0, 0)), one_image);
+                .zip(self.winners.par_chunks_mut(winners_per_image))
+                .for_each_init(ImageScratch::default, one_image);
         } else {
-            let patches = &mut self.patches;
+            let scratch = &mut self.scratch;
             rows.chunks_mut(row_len)
                 .enumerate()
-                .for_each(|image| one_image(patches, image));
+                .zip(self.winners.chunks_mut(winners_per_image))
+                .for_each(|image| one_image(scratch, image));
         }
         self.output.view()
     }
@@ -372,18 +516,15 @@ impl Layer for Conv2d {
         grad_output: ArrayView2<f32>,
     ) -> ArrayView2<'_, f32> {
         check_features("Conv2d", self.shape.input_len(), input);
-        let (n, channels, per_image) = (
-            input.nrows(),
-            self.shape.out_channels,
-            self.shape.out_pixels(),
-        );
+        let n = input.nrows();
         assert_eq!(
             grad_output.dim(),
-            (n, self.shape.output_len()),
+            (n, self.output_len()),
             "Conv2d: the gradient's shape does not match the input's and the layer's"
         );
-        // With a fused ReLU, everything below uses dZ = dY ⊙ [Y > 0] in place of dY.
-        let grad_output = if self.fused_relu {
+        // With a fused ReLU (and no pooling), everything below uses dZ = dY ⊙ [Y > 0] in place of
+        // dY; after a pooling, the ReLU's mask is applied to each window's gradient instead.
+        let grad_output = if self.fused_relu && self.pool.is_none() {
             relu_backward(
                 self.output.view(),
                 grad_output,
@@ -410,38 +551,64 @@ impl Layer for Conv2d {
             }
             return self.grad_input.view();
         }
-        // dW = Σ_images dY·Pᵀ, db = Σ_images Σ_columns dY, each image's P gathered again (small
-        // products: one core each)
-        self.grad_bias.fill(0.0);
-        for (i, dy) in grad_output.rows().into_iter().enumerate() {
-            let dy = channels_by_pixels(dy, channels);
-            let image = input.row(i);
-            gather_patches(
-                &self.shape,
-                image.to_slice().expect("contiguous rows"),
-                &mut self.patches,
-            );
-            single_threaded(|| matmul(dy, self.patches.t(), i > 0, self.grad_weight.view_mut()));
-            Zip::from(&mut self.grad_bias)
-                .and(dy.rows())
-                .for_each(|g, dy| *g += dy.sum());
+        // The images in groups (see IMAGES_PER_GROUP), each group's sums on one core.
+        let rows = if self.input_grad_needed { n } else { 0 };
+        ensure_shape(&mut self.grad_input, rows, self.shape.input_len());
+        self.grad_input.fill(0.0);
+        let group_count = n.div_ceil(IMAGES_PER_GROUP).max(1);
+        let (out_channels, taps) = self.weight.dim();
+        self.groups
+            .resize_with(group_count, || GroupGradients::new(out_channels, taps));
+        let record = ForwardRecord {
+            shape: self.shape,
+            weight: self.weight.view(),
+            pool: self.pool,
+            winners: &self.winners,
+            winners_per_image: self.winners.len() / n.max(1),
+            relu_output: self.fused_relu.then(|| self.output.view()),
+        };
+        let mut grad_inputs: Vec<Option<ArrayViewMut2<f32>>> = if self.input_grad_needed {
+            self.grad_input
+                .axis_chunks_iter_mut(Axis(0), IMAGES_PER_GROUP)
+                .map(Some)
+                .collect()
+        } else {
+            (0..group_count).map(|_| None).collect()
+        };
+        let groups = &mut self.groups[..group_count];
+        let one_group =
+            |(g, (sums, grad_input)): (usize, (&mut GroupGradients, &mut Option<_>))| {
+                let images = g * IMAGES_PER_GROUP..((g + 1) * IMAGES_PER_GROUP).min(n);
+                backward_group(
+                    &record,
+                    images,
+                    input,
+                    grad_output,
+                    sums,
+                    grad_input.as_mut(),
+                );
+            };
+        if threads() > 1 && group_count > 1 {
+            groups
+                .par_iter_mut()
+                .zip(grad_inputs.par_iter_mut())
+                .enumerate()
+                .for_each(one_group);
+        } else {
+            groups
+                .iter_mut()
+                .zip(grad_inputs.iter_mut())
+                .enumerate()
+                .for_each(one_group);
         }
-        if !self.input_grad_needed {
-            ensure_shape(&mut self.grad_input, 0, self.shape.input_len());
-            return self.grad_input.view();
+        // dW = Σ_groups dW_group, in order (likewise db).
+        let (first, others) = self.groups.split_first().expect("at least one group");
+        self.grad_weight.assign(&first.weight);
+        self.grad_bias.assign(&first.bias);
+        for group in &others[..group_count - 1] {
+            self.grad_weight += &group.weight;
+            self.grad_bias += &group.bias;
         }
-        // dP = Wᵀ·dY, then dX by col2im, image by image.
-        ensure_shape(&mut self.grad_patches, self.shape.taps(), per_image);
-        let mut grad_input = std::mem::take(&mut self.grad_input);
-        ensure_shape(&mut grad_input, n, self.shape.input_len());
-        grad_input.fill(0.0);
-        for (dy, mut dx) in grad_output.rows().into_iter().zip(grad_input.rows_mut()) {
-            let dy = channels_by_pixels(dy, channels);
-            single_threaded(|| matmul(self.weight.t(), dy, false, self.grad_patches.view_mut()));
-            let dx = dx.as_slice_mut().expect("contiguous rows");
-            scatter_patch_gradients(&self.shape, &self.grad_patches, dx);
-        }
-        self.grad_input = grad_input;
         self.grad_input.view()
     }
 
@@ -466,6 +633,19 @@ impl Layer for Conv2d {
 
     fn fuse_relu(&mut self) -> bool {
         self.fused_relu = true;
+        true
+    }
+
+    /// Taken unless a ReLU is already fused (it would come before the pooling) or the kernel
+    /// covers the image (one output pixel per channel: nothing to pool).
+    fn fuse_max_pool(&mut self, pool: PoolShape) -> bool {
+        let s = self.shape;
+        let fits = (pool.channels, pool.height, pool.width)
+            == (s.out_channels, s.out_height(), s.out_width());
+        if self.fused_relu || s.covers_image() || self.pool.is_some() || !fits {
+            return false;
+        }
+        self.pool = Some(pool);
         true
     }
 

@@ -58,11 +58,7 @@ impl Layer for MaxPool2d {
         self.argmax.resize(n * out_len, 0);
         let (shape, fused_relu) = (self.shape, self.fused_relu);
         let one_image = |((x, y), argmax): ((&[f32], &mut [f32]), &mut [u32])| {
-            if (shape.kernel, shape.stride) == (2, 2) {
-                max_2x2(&shape, x, y, argmax);
-            } else {
-                max_any(&shape, x, y, argmax);
-            }
+            max_of_windows(&shape, x, y, argmax);
             if fused_relu {
                 relu_in_place(y);
             }
@@ -99,20 +95,21 @@ impl Layer for MaxPool2d {
         );
         ensure_shape(&mut self.grad_input, n, self.shape.input_len());
         self.grad_input.fill(0.0);
+        let fused_relu = self.fused_relu;
         for (i, (dy, mut dx)) in grad_output
             .rows()
             .into_iter()
             .zip(self.grad_input.rows_mut())
             .enumerate()
         {
-            let argmax = &self.argmax[i * out_len..(i + 1) * out_len];
+            let windows = i * out_len..(i + 1) * out_len;
             let y = self.output.row(i);
-            for ((&g, &j), &y) in dy.iter().zip(argmax).zip(y) {
-                // With a fused ReLU, only the windows whose maximum was positive pass a gradient.
-                if !self.fused_relu || y > 0.0 {
-                    dx[j as usize] += g;
-                }
-            }
+            send_to_winners(
+                dy.as_slice().expect("contiguous rows"),
+                &self.argmax[windows],
+                y.as_slice().filter(|_| fused_relu),
+                dx.as_slice_mut().expect("contiguous rows"),
+            );
         }
         self.grad_input.view()
     }
@@ -145,8 +142,43 @@ impl Layer for MaxPool2d {
     }
 }
 
-/// The maximum of every window of one image `x` into `y`, with the index of its winner (the first
-/// in row-major order; a NaN wins and stays, as in PyTorch) into `argmax`.
+/// The maximum of every window of one image `x` `(c·h·w)` into `y` `(c·out_h·out_w)`, with the
+/// index in `x` of its winner (the first in row-major order; a NaN wins and stays, as in PyTorch)
+/// into `argmax`. [`Conv2d`](super::Conv2d) calls it too, on each image's output, when the
+/// pooling is fused into the convolution.
+pub(crate) fn max_of_windows(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    if (shape.kernel, shape.stride) == (2, 2) {
+        max_2x2(shape, x, y, argmax);
+    } else {
+        max_any(shape, x, y, argmax);
+    }
+}
+
+/// The backward pass of one image: adds each window's gradient `dy[j]` onto the input that won
+/// it, `dx[argmax[j]]` (`dx` must start at zero). Given the pooled values `relu_output` of a
+/// fused ReLU, a window passes its gradient only where that value is positive.
+pub(crate) fn send_to_winners(
+    dy: &[f32],
+    argmax: &[u32],
+    relu_output: Option<&[f32]>,
+    dx: &mut [f32],
+) {
+    match relu_output {
+        None => {
+            for (&g, &j) in dy.iter().zip(argmax) {
+                dx[j as usize] += g;
+            }
+        }
+        Some(y) => {
+            for ((&g, &j), &y) in dy.iter().zip(argmax).zip(y) {
+                if y > 0.0 {
+                    dx[j as usize] += g;
+                }
+            }
+        }
+    }
+}
+
 fn max_any(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     let (k, width) = (shape.kernel, shape.width);
     shape.for_each_window(|_, out, top_left| {
@@ -165,10 +197,12 @@ fn max_any(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
 }
 
 /// [`max_any`] for 2x2 windows 2 apart, the common case: each output row reads two input rows
-/// straight through, and a window's maximum and winner are found without a branch on the values.
-/// On random maps the branches of [`max_any`] are mispredicted half the time; this is 4x faster
-/// on the fast recipe's first pooling (`cargo bench --bench kernels -- maxpool`, 256 images of
-/// 24x24x24: 10.8 ms through [`max_any`], 2.5 ms here).
+/// straight through, and a window's maximum and winner are found without a branch on the values
+/// (on random maps the branches of [`max_any`] are mispredicted half the time), as a tournament:
+/// the better of each row's pair, then the better of the two rows, each match won by the later
+/// value only if it is larger or NaN. That is PyTorch's scan (`val > max || isnan(val)` in
+/// row-major order), played in another order with the same winner: the first of the largest
+/// values, or the last NaN.
 fn max_2x2(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     let (height, width) = (shape.height, shape.width);
     let (out_h, out_w) = (shape.out_height(), shape.out_width());
@@ -180,31 +214,29 @@ fn max_2x2(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
             let bottom = top + width;
             let ys = &mut y[out..out + out_w];
             let winners = &mut argmax[out..out + out_w];
-            let pairs = x[top..bottom]
+            let pairs = x[top..top + 2 * out_w]
                 .chunks_exact(2)
-                .zip(x[bottom..bottom + width].chunks_exact(2));
+                .zip(x[bottom..bottom + 2 * out_w].chunks_exact(2));
             for (ox, ((y, winner), (upper, lower))) in
                 ys.iter_mut().zip(winners.iter_mut()).zip(pairs).enumerate()
             {
-                // The window's values in row-major order; the first maximum wins, a NaN always.
-                let values = [upper[0], upper[1], lower[0], lower[1]];
-                let (best, best_value) = if values.iter().any(|v| v.is_nan()) {
-                    let last_nan = values.iter().rposition(|v| v.is_nan()).expect("a NaN");
-                    (last_nan, values[last_nan])
-                } else {
-                    // Without branches on the data (which a predictor cannot guess): the maximum,
-                    // then how many values come before its first occurrence.
-                    let [v0, v1, v2, v3] = values;
-                    let m = v0.max(v1).max(v2.max(v3));
-                    let before = usize::from(v0 != m)
-                        * (1 + usize::from(v1 != m) * (1 + usize::from(v2 != m)));
-                    (before, m)
-                };
-                *y = best_value;
-                let (a, b) = (top + 2 * ox, bottom + 2 * ox);
-                *winner = [a, a + 1, b, b + 1][best] as u32;
+                let (a, b) = ((top + 2 * ox) as u32, (bottom + 2 * ox) as u32);
+                let upper = later_wins((upper[0], a), (upper[1], a + 1));
+                let lower = later_wins((lower[0], b), (lower[1], b + 1));
+                (*y, *winner) = later_wins(upper, lower);
             }
             out += out_w;
         }
+    }
+}
+
+/// The winner of two values with their indices, `first` before `second` in the scan: `second`
+/// only if it is larger or NaN. Written as selects, not branches.
+#[inline]
+fn later_wins(first: (f32, u32), second: (f32, u32)) -> (f32, u32) {
+    if second.0 > first.0 || second.0.is_nan() {
+        second
+    } else {
+        first
     }
 }

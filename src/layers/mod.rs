@@ -15,6 +15,7 @@ mod avg_pool;
 mod batchnorm;
 mod batchnorm2d;
 mod conv2d;
+mod crop;
 mod dropout;
 mod flatten;
 mod linear;
@@ -31,6 +32,7 @@ pub use avg_pool::AvgPool2d;
 pub use batchnorm::BatchNorm1d;
 pub use batchnorm2d::BatchNorm2d;
 pub use conv2d::{Conv2d, ConvShape};
+pub use crop::{Crop2d, CropShape};
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
@@ -94,6 +96,15 @@ pub trait Layer: Send {
     /// backward pass with `dZ = dY ⊙ [Y > 0]`. Returns whether it does so from now on; the
     /// network then skips the ReLU layer. Layers that cannot return false (the default).
     fn fuse_relu(&mut self) -> bool {
+        false
+    }
+
+    /// Asks the layer to apply the max pooling of shape `pool` that follows it in a network itself:
+    /// to output the pooled values, keeping its unpooled output only while it computes them, and
+    /// to start its backward pass by sending each window's gradient to the value that won it.
+    /// Returns whether it does so from now on; the network then skips the pooling layer. Layers
+    /// that cannot return false (the default).
+    fn fuse_max_pool(&mut self, _pool: PoolShape) -> bool {
         false
     }
 

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     check_table, subsample, AvgPool2d, BatchNorm1d, BatchNorm2d, ConnectionTable, Conv2d,
-    ConvShape, Dropout, Flatten, Layer, Linear, MaxPool2d, Pad2d, PadShape, PartialConv2d,
-    PoolShape, ReLU, Subsample2d, Tanh,
+    ConvShape, Crop2d, CropShape, Dropout, Flatten, Layer, Linear, MaxPool2d, Pad2d, PadShape,
+    PartialConv2d, PoolShape, ReLU, Subsample2d, Tanh,
 };
 
 /// The kind and size of a layer, as recorded in a saved model's metadata.
@@ -63,6 +63,8 @@ pub enum LayerSpec {
     },
     /// [`Pad2d`] of the given shape.
     Pad2d(PadShape),
+    /// [`Crop2d`] of the given shape.
+    Crop2d(CropShape),
     /// [`Subsample2d`] of the given shape.
     Subsample2d(PoolShape),
     /// [`PartialConv2d`]: the dense convolution's shape and which input maps each output map sees.
@@ -158,6 +160,11 @@ impl LayerSpec {
                 expect(shape.input_len())?;
                 Ok(shape.output_len())
             }
+            LayerSpec::Crop2d(shape) => {
+                shape.check().map_err(|e| format!("{self:?}: {e}"))?;
+                expect(shape.input_len())?;
+                Ok(shape.output_len())
+            }
             LayerSpec::Subsample2d(shape) => {
                 subsample::check(&shape).map_err(|e| format!("{self:?}: {e}"))?;
                 expect(shape.input_len())?;
@@ -186,7 +193,8 @@ impl LayerSpec {
             | LayerSpec::Dropout { .. }
             | LayerSpec::MaxPool2d(_)
             | LayerSpec::AvgPool2d(_)
-            | LayerSpec::Pad2d(_) => Some(0),
+            | LayerSpec::Pad2d(_)
+            | LayerSpec::Crop2d(_) => Some(0),
             LayerSpec::Subsample2d(shape) => shape.channels.checked_mul(2),
             LayerSpec::PartialConv2d { shape, ref table } => table
                 .iter()
@@ -238,6 +246,7 @@ impl LayerSpec {
                 Box::new(BatchNorm2d::new(channels, pixels))
             }
             LayerSpec::Pad2d(shape) => Box::new(Pad2d::new(shape)),
+            LayerSpec::Crop2d(shape) => Box::new(Crop2d::new(shape)),
             LayerSpec::Subsample2d(shape) => Box::new(Subsample2d::from_params(
                 shape,
                 ndarray::Array1::zeros(shape.channels),
