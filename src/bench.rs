@@ -28,9 +28,9 @@ pub struct Workload {
     pub description: &'static str,
 }
 
-/// The workloads: the three of `../shared/bench/mnist_ref.py`, the one-epoch recipe of
-/// `../shared/bench/fast_ref.py`, and our own (`experiment fastest`).
-pub const WORKLOADS: [Workload; 5] = [
+/// The workloads: the three of `../shared/bench/mnist_ref.py`, and the one-epoch recipe of
+/// `../shared/bench/fast_ref.py`.
+pub const WORKLOADS: [Workload; 4] = [
     Workload {
         name: "fullbatch",
         experiment: "lecun-300-100",
@@ -50,11 +50,6 @@ pub const WORKLOADS: [Workload; 5] = [
         name: "fast",
         experiment: "fast",
         description: "conv 1->24 5x5, pool, conv 24->32 3x3, pool, 800-256-10, Adam, batch 256",
-    },
-    Workload {
-        name: "fastest",
-        experiment: "fastest",
-        description: "fast's network on the middle 24x24 pixels (512-256-10), Adam, batch 128",
     },
 ];
 

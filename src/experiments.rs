@@ -1,8 +1,7 @@
-//! The experiments of the two seed projects, each with its exact network, data and schedule, the
-//! published one-epoch recipe the time-to-accuracy race starts from (`fast`) and our own
-//! (`fastest`), and the
-//! convolutional networks of MNIST's history: LeNet-5 (LeCun et al. 1998) and Simard et al.'s
-//! (2003).
+//! The experiments of the two seed projects, each with its exact network, data and schedule; the
+//! time-to-accuracy race: the published one-epoch recipe it starts from (`fast`) and a minute's
+//! training to 99.5% (`accurate`); and the convolutional networks of MNIST's history: LeNet-5
+//! (LeCun et al. 1998) and Simard et al.'s (2003).
 
 use crate::architecture::{self, Shape};
 use crate::augment::Augmentation;
@@ -43,7 +42,7 @@ pub struct Experiment {
     pub test_every: Option<usize>,
     /// How the training images are distorted every epoch (the `--augment` syntax), if they are.
     pub augment: Option<&'static str>,
-    /// A race against the clock (`fast`, `fastest`, `accurate`): the run ends with the test set
+    /// A race against the clock (`fast`, `accurate`): the run ends with the test set
     /// only, skipping the pass over the whole training set that would cost a third of a training
     /// epoch again (the epoch's line has the training loss and accuracy as it went).
     pub timed: bool,
@@ -185,11 +184,11 @@ pub const EXPERIMENTS: [Experiment; 10] = [
         timed: true,
     },
     Experiment {
-        name: "fastest",
-        layers: "crop 2, conv 24 5, maxpool 2, relu, conv 32 3, maxpool 2, relu, flatten, linear 256, relu, linear 10",
-        network: "the fast recipe's network on the middle 24x24 pixels (crop 2: 0.6x its FLOPs), PyTorch's default init",
+        name: "accurate",
+        layers: "conv 24 5, maxpool 2, batchnorm, relu, conv 32 3, maxpool 2, batchnorm, relu, flatten, linear 256, relu, linear 10",
+        network: "the fast recipe's network with batch normalisation after each pooling, he init",
         regime: Regime::TorchVision,
-        batching: Batching::Mini(128),
+        batching: Batching::Mini(256),
         lr: 1e-2,
         optimizer: OptimizerSettings::Adam {
             betas: (0.7, 0.9),
@@ -197,11 +196,11 @@ pub const EXPERIMENTS: [Experiment; 10] = [
             weight_decay: 0.0,
         },
         schedule: Schedule::ONE_CYCLE,
-        init: Init::Torch,
-        epochs: 1,
-        seed_figure: "our own recipe, chosen on the validation split: fast's accuracy sooner",
+        init: Init::He,
+        epochs: 6,
+        seed_figure: "our own recipe, chosen on the validation split: 99.5% in about a minute",
         test_every: None,
-        augment: None,
+        augment: Some("affine"),
         timed: true,
     },
     Experiment {

@@ -179,6 +179,7 @@ pub(crate) fn send_to_winners(
     }
 }
 
+/// [`max_of_windows`] for any window: each window scanned in row-major order.
 fn max_any(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     let (k, width) = (shape.kernel, shape.width);
     shape.for_each_window(|_, out, top_left| {
@@ -202,7 +203,9 @@ fn max_any(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
 /// the better of each row's pair, then the better of the two rows, each match won by the later
 /// value only if it is larger or NaN. That is PyTorch's scan (`val > max || isnan(val)` in
 /// row-major order), played in another order with the same winner: the first of the largest
-/// values, or the last NaN.
+/// values, or the last NaN. Each match is a compare and two selects: 2.4x faster than finding
+/// the maximum first and then its position (`cargo bench --bench kernels -- forward/maxpool`,
+/// 256 images of 24x24x24, both versions alternately: 4.5-5.4 ms, then 1.9-2.1 ms).
 fn max_2x2(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     let (height, width) = (shape.height, shape.width);
     let (out_h, out_w) = (shape.out_height(), shape.out_width());
