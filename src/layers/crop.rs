@@ -13,12 +13,15 @@
 //! ```
 //!
 //! Each kept pixel is copied once, so its gradient is the one entry it was copied to; the border
-//! does not reach the output, so its gradient is zero.
+//! does not reach the output, so its gradient is zero. Cropping is padding's adjoint: its forward
+//! pass is [`Pad2d`](super::Pad2d)'s backward (the middle copied out) and its backward pass is
+//! padding's forward with a border of zeros, and both are computed by the same two functions.
 
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::{check_features, ensure_shape, Layer, LayerSpec};
+use super::pad::{copy_into_middle, copy_out_of_middle};
+use super::{check_features, ensure_shape, Layer, LayerSpec, PadShape};
 
 /// The shape of a cropping layer: its input images and the border it removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,16 +72,14 @@ impl CropShape {
         }
     }
 
-    /// Calls `visit(input offset, output offset)` for the first pixel of every output row of
-    /// pixels (`out_w` pixels each), in order.
-    fn for_each_pixel_row(&self, mut visit: impl FnMut(usize, usize)) {
-        let (out_h, out_w) = (self.out_height(), self.out_width());
-        for c in 0..self.channels {
-            for y in 0..out_h {
-                let input = (c * self.height + y + self.crop) * self.width + self.crop;
-                let output = (c * out_h + y) * out_w;
-                visit(input, output);
-            }
+    /// The padding this cropping undoes: a border of `crop` pixels around the output's maps.
+    fn undone_padding(&self) -> PadShape {
+        PadShape {
+            channels: self.channels,
+            height: self.out_height(),
+            width: self.out_width(),
+            padding: self.crop,
+            value: 0.0,
         }
     }
 }
@@ -110,14 +111,7 @@ impl Layer for Crop2d {
     fn forward(&mut self, input: ArrayView2<f32>, _train: bool) -> ArrayView2<'_, f32> {
         check_features("Crop2d", self.shape.input_len(), input);
         ensure_shape(&mut self.output, input.nrows(), self.shape.output_len());
-        let width = self.shape.out_width();
-        for (x, mut y) in input.rows().into_iter().zip(self.output.rows_mut()) {
-            let x = x.to_slice().expect("contiguous rows");
-            let y = y.as_slice_mut().expect("contiguous rows");
-            self.shape.for_each_pixel_row(|from, to| {
-                y[to..to + width].copy_from_slice(&x[from..from + width]);
-            });
-        }
+        copy_out_of_middle(&self.shape.undone_padding(), input, &mut self.output);
         self.output.view()
     }
 
@@ -133,18 +127,11 @@ impl Layer for Crop2d {
             "Crop2d: the gradient's shape does not match the last forward pass"
         );
         ensure_shape(&mut self.grad_input, n, self.shape.input_len());
-        let width = self.shape.out_width();
-        for (dy, mut dx) in grad_output
-            .rows()
-            .into_iter()
-            .zip(self.grad_input.rows_mut())
-        {
-            let dy = dy.to_slice().expect("contiguous rows");
-            let dx = dx.as_slice_mut().expect("contiguous rows");
-            self.shape.for_each_pixel_row(|to, from| {
-                dx[to..to + width].copy_from_slice(&dy[from..from + width]);
-            });
-        }
+        copy_into_middle(
+            &self.shape.undone_padding(),
+            grad_output,
+            &mut self.grad_input,
+        );
         self.grad_input.view()
     }
 

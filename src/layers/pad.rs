@@ -121,14 +121,7 @@ impl Layer for Pad2d {
             self.output =
                 Array2::from_elem((input.nrows(), self.shape.output_len()), self.shape.value);
         }
-        let width = self.shape.width;
-        for (x, mut y) in input.rows().into_iter().zip(self.output.rows_mut()) {
-            let x = x.to_slice().expect("contiguous rows");
-            let y = y.as_slice_mut().expect("contiguous rows");
-            self.shape.for_each_pixel_row(|from, to| {
-                y[to..to + width].copy_from_slice(&x[from..from + width]);
-            });
-        }
+        copy_into_middle(&self.shape, input, &mut self.output);
         self.output.view()
     }
 
@@ -144,18 +137,7 @@ impl Layer for Pad2d {
             "Pad2d: the gradient's shape does not match the last forward pass"
         );
         ensure_shape(&mut self.grad_input, n, self.shape.input_len());
-        let width = self.shape.width;
-        for (dy, mut dx) in grad_output
-            .rows()
-            .into_iter()
-            .zip(self.grad_input.rows_mut())
-        {
-            let dy = dy.to_slice().expect("contiguous rows");
-            let dx = dx.as_slice_mut().expect("contiguous rows");
-            self.shape.for_each_pixel_row(|to, from| {
-                dx[to..to + width].copy_from_slice(&dy[from..from + width]);
-            });
-        }
+        copy_out_of_middle(&self.shape, grad_output, &mut self.grad_input);
         self.grad_input.view()
     }
 
@@ -182,5 +164,36 @@ impl Layer for Pad2d {
 
     fn spec(&self) -> LayerSpec {
         LayerSpec::Pad2d(self.shape)
+    }
+}
+
+/// Copies every row of `inner` `(n, c·h·w)` into the middle of the same row of `outer`
+/// `(n, c·(h + 2p)·(w + 2p))`, leaving its border as it is: padding's forward pass, and
+/// cropping's backward pass ([`Crop2d`](super::Crop2d) is padding's adjoint).
+pub(super) fn copy_into_middle(shape: &PadShape, inner: ArrayView2<f32>, outer: &mut Array2<f32>) {
+    let width = shape.width;
+    for (x, mut y) in inner.rows().into_iter().zip(outer.rows_mut()) {
+        let x = x.to_slice().expect("contiguous rows");
+        let y = y.as_slice_mut().expect("contiguous rows");
+        shape.for_each_pixel_row(|from, to| {
+            y[to..to + width].copy_from_slice(&x[from..from + width]);
+        });
+    }
+}
+
+/// Copies the middle of every row of `outer` `(n, c·(h + 2p)·(w + 2p))` into the same row of
+/// `inner` `(n, c·h·w)`: padding's backward pass, and cropping's forward pass.
+pub(super) fn copy_out_of_middle(
+    shape: &PadShape,
+    outer: ArrayView2<f32>,
+    inner: &mut Array2<f32>,
+) {
+    let width = shape.width;
+    for (y, mut x) in outer.rows().into_iter().zip(inner.rows_mut()) {
+        let y = y.to_slice().expect("contiguous rows");
+        let x = x.as_slice_mut().expect("contiguous rows");
+        shape.for_each_pixel_row(|to, from| {
+            x[to..to + width].copy_from_slice(&y[from..from + width]);
+        });
     }
 }
