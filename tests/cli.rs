@@ -645,7 +645,7 @@ fn simard_trains_on_elastic_distortions() {
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
     for expected in [
-        "augmentation:   elastic:4:34, new every epoch",
+        "augmentation:   elastic:4:25, new every epoch",
         // 5 maps of 13x13, then 50 of 5x5, as in Simard et al.'s Figure 2.
         "5x13x13",
         "50x5x5",
