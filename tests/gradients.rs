@@ -12,14 +12,25 @@ use mnist_nn::seeded_rng;
 use mnist_nn::SeededRng;
 use ndarray::Array2;
 
+/// Checks `layer`'s backward pass on `input` against finite differences at the default tolerance,
+/// naming `what` was checked if any gradient differs.
+fn assert_matches_finite_differences(
+    layer: &mut dyn Layer,
+    input: &Array2<f32>,
+    rng: &mut SeededRng,
+    what: impl AsRef<str>,
+) {
+    let mismatches = check_layer(layer, input.view(), Tolerance::default(), rng);
+    assert!(mismatches.is_empty(), "{}: {mismatches:?}", what.as_ref());
+}
+
 #[test]
 fn linear_backward_matches_finite_differences() {
     let mut rng = seeded_rng(10);
     for init in [Init::He, Init::Samson] {
         let mut layer = Linear::new(7, 5, init, &mut rng);
         let input = random_matrix(4, 7, &mut rng);
-        let mismatches = check_layer(&mut layer, input.view(), Tolerance::default(), &mut rng);
-        assert!(mismatches.is_empty(), "{init}: {mismatches:?}");
+        assert_matches_finite_differences(&mut layer, &input, &mut rng, format!("{init}"));
     }
 }
 
@@ -29,8 +40,7 @@ fn relu_backward_matches_finite_differences() {
     // Keep inputs away from the kink at 0, where the derivative does not exist.
     let input = random_matrix(5, 6, &mut rng).mapv(|x| if x.abs() < 0.1 { x + 0.3 } else { x });
     let mut relu = ReLU::new();
-    let mismatches = check_layer(&mut relu, input.view(), Tolerance::default(), &mut rng);
-    assert!(mismatches.is_empty(), "{mismatches:?}");
+    assert_matches_finite_differences(&mut relu, &input, &mut rng, "relu");
     assert!(
         input.iter().any(|&x| x < 0.0),
         "the check must cover units that are off"
@@ -156,8 +166,7 @@ fn conv2d_backward_matches_finite_differences() {
         let shape = conv_shape(sizes);
         let mut conv = Conv2d::new(shape, Init::Samson, &mut rng);
         let input = random_matrix(2, shape.input_len(), &mut rng);
-        let mismatches = check_layer(&mut conv, input.view(), Tolerance::default(), &mut rng);
-        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
+        assert_matches_finite_differences(&mut conv, &input, &mut rng, format!("{shape:?}"));
     }
 }
 
@@ -168,8 +177,7 @@ fn flatten_passes_values_and_gradients_through() {
     let input = random_matrix(3, 8, &mut rng);
     let mut flatten = Flatten::new(8);
     assert_eq!(flatten.forward(input.view(), true), input.view());
-    let mismatches = check_layer(&mut flatten, input.view(), Tolerance::default(), &mut rng);
-    assert!(mismatches.is_empty(), "{mismatches:?}");
+    assert_matches_finite_differences(&mut flatten, &input, &mut rng, "flatten");
 }
 
 #[test]
@@ -261,13 +269,7 @@ fn tanh_backward_matches_finite_differences() {
     use mnist_nn::layers::Tanh;
     let mut rng = seeded_rng(30);
     let input = random_matrix(4, 6, &mut rng) * 1.5;
-    let mismatches = check_layer(
-        &mut Tanh::new(),
-        input.view(),
-        Tolerance::default(),
-        &mut rng,
-    );
-    assert!(mismatches.is_empty(), "{mismatches:?}");
+    assert_matches_finite_differences(&mut Tanh::new(), &input, &mut rng, "tanh");
 }
 
 #[test]
@@ -280,8 +282,7 @@ fn dropout_backward_matches_finite_differences_for_a_fixed_mask() {
     dropout.seed(1234, 0);
     let output = dropout.forward(input.view(), true).to_owned();
     assert!(output.iter().any(|&y| y == 0.0) && output.iter().any(|&y| y != 0.0));
-    let mismatches = check_layer(&mut dropout, input.view(), Tolerance::default(), &mut rng);
-    assert!(mismatches.is_empty(), "{mismatches:?}");
+    assert_matches_finite_differences(&mut dropout, &input, &mut rng, "dropout");
 }
 
 /// A `(rows, cols)` matrix whose values are a shuffled ladder 0.1 apart: no two values of a pooling
@@ -312,20 +313,18 @@ fn pooling_backward_matches_finite_differences() {
             stride,
         };
         let input = distinct_values(3, shape.input_len(), &mut rng);
-        let mismatches = check_layer(
+        assert_matches_finite_differences(
             &mut MaxPool2d::new(shape),
-            input.view(),
-            Tolerance::default(),
+            &input,
             &mut rng,
+            format!("max {shape:?}"),
         );
-        assert!(mismatches.is_empty(), "max {shape:?}: {mismatches:?}");
-        let mismatches = check_layer(
+        assert_matches_finite_differences(
             &mut AvgPool2d::new(shape),
-            input.view(),
-            Tolerance::default(),
+            &input,
             &mut rng,
+            format!("avg {shape:?}"),
         );
-        assert!(mismatches.is_empty(), "avg {shape:?}: {mismatches:?}");
     }
 }
 
@@ -380,13 +379,8 @@ fn scaled_tanh_backward_matches_finite_differences() {
     let mut rng = seeded_rng(35);
     let input = random_matrix(4, 6, &mut rng) * 1.5;
     let (amplitude, slope) = LECUN_TANH;
-    let mismatches = check_layer(
-        &mut Tanh::scaled(amplitude, slope),
-        input.view(),
-        Tolerance::default(),
-        &mut rng,
-    );
-    assert!(mismatches.is_empty(), "{mismatches:?}");
+    let mut tanh = Tanh::scaled(amplitude, slope);
+    assert_matches_finite_differences(&mut tanh, &input, &mut rng, "lecun-tanh");
 }
 
 #[test]
@@ -402,13 +396,12 @@ fn padding_backward_matches_finite_differences() {
             value: -0.1,
         };
         let input = random_matrix(3, shape.input_len(), &mut rng);
-        let mismatches = check_layer(
+        assert_matches_finite_differences(
             &mut Pad2d::new(shape),
-            input.view(),
-            Tolerance::default(),
+            &input,
             &mut rng,
+            format!("{shape:?}"),
         );
-        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
     }
 }
 
@@ -424,13 +417,12 @@ fn cropping_backward_matches_finite_differences() {
             crop,
         };
         let input = random_matrix(3, shape.input_len(), &mut rng);
-        let mismatches = check_layer(
+        assert_matches_finite_differences(
             &mut Crop2d::new(shape),
-            input.view(),
-            Tolerance::default(),
+            &input,
             &mut rng,
+            format!("{shape:?}"),
         );
-        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
     }
 }
 
@@ -449,8 +441,7 @@ fn subsampling_backward_matches_finite_differences() {
         };
         let mut layer = Subsample2d::new(shape, Init::Samson, &mut rng);
         let input = random_matrix(3, shape.input_len(), &mut rng);
-        let mismatches = check_layer(&mut layer, input.view(), Tolerance::default(), &mut rng);
-        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
+        assert_matches_finite_differences(&mut layer, &input, &mut rng, format!("{shape:?}"));
     }
 }
 
@@ -469,8 +460,7 @@ fn partial_convolution_backward_matches_finite_differences() {
     for (shape, table) in cases {
         let mut layer = PartialConv2d::new(shape, table, Init::Samson, &mut rng);
         let input = random_matrix(3, shape.input_len(), &mut rng);
-        let mismatches = check_layer(&mut layer, input.view(), Tolerance::default(), &mut rng);
-        assert!(mismatches.is_empty(), "{shape:?}: {mismatches:?}");
+        assert_matches_finite_differences(&mut layer, &input, &mut rng, format!("{shape:?}"));
     }
 }
 

@@ -236,7 +236,8 @@ pub struct Conv2d {
     /// image's `Z` `(out_channels·out_h·out_w)`: `(n·pooled values)`; without, one unused entry
     /// per image, so that the images pair with their entries the same way in both cases.
     winners: Vec<u32>,
-    /// One image's buffers, for the passes that run on this thread
+    /// One image's buffers, for a forward pass on this thread (the backward pass keeps its own in
+    /// `groups`)
     scratch: ImageScratch,
     /// The backward pass's sums and buffers, a group of images each (see [`IMAGES_PER_GROUP`])
     groups: Vec<GroupGradients>,
@@ -356,8 +357,9 @@ const IMAGES_PER_GROUP: usize = 128;
 struct ForwardRecord<'a> {
     shape: ConvShape,
     weight: ArrayView2<'a, f32>,
-    pool: Option<PoolShape>,
-    winners: &'a [u32],
+    /// With a fused pooling, the index of every pooled value's winner, `winners_per_image` an
+    /// image.
+    winners: Option<&'a [u32]>,
     winners_per_image: usize,
     /// The output, when a ReLU is fused (its mask).
     relu_output: Option<ArrayView2<'a, f32>>,
@@ -404,15 +406,15 @@ fn backward_group(
     let scratch = &mut sums.scratch;
     for (k, i) in images.enumerate() {
         let dy = grad_output.row(i);
-        let dz = match &record.pool {
+        let dz = match record.winners {
             None => channels_by_pixels(dy, channels),
-            Some(_) => {
+            Some(winners) => {
                 let windows = record.winners_per_image;
                 scratch.unpooled.clear();
                 scratch.unpooled.resize(shape.output_len(), 0.0);
                 send_to_winners(
                     dy.as_slice().expect("contiguous rows"),
-                    &record.winners[i * windows..(i + 1) * windows],
+                    &winners[i * windows..(i + 1) * windows],
                     record.relu_output.map(|y| {
                         let row = y.index_axis_move(Axis(0), i);
                         row.to_slice().expect("contiguous rows")
@@ -562,8 +564,7 @@ impl Layer for Conv2d {
         let record = ForwardRecord {
             shape: self.shape,
             weight: self.weight.view(),
-            pool: self.pool,
-            winners: &self.winners,
+            winners: self.pool.map(|_| &self.winners[..]),
             winners_per_image: self.winners.len() / n.max(1),
             relu_output: self.fused_relu.then(|| self.output.view()),
         };
