@@ -233,7 +233,7 @@ pub const EXPERIMENTS: [Experiment; 10] = [
         optimizer: OptimizerSettings::Sgd {
             momentum: 0.9,
             nesterov: false,
-            weight_decay: 5e-4,
+            weight_decay: 1e-4,
         },
         schedule: Schedule::Cosine { min_lr: 0.0 },
         init: Init::He,
