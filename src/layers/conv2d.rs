@@ -309,6 +309,11 @@ impl Conv2d {
         self.pool
             .map_or(self.shape.output_len(), |pool| pool.output_len())
     }
+
+    /// Entries of `winners` per image: one per pooled value, or the one unused entry.
+    fn winners_per_image(&self) -> usize {
+        self.pool.map_or(1, |pool| pool.output_len())
+    }
 }
 
 /// im2col for one image: copies the patches of `image` `(C·H·W)` into `patches`
@@ -357,11 +362,15 @@ const IMAGES_PER_GROUP: usize = 128;
 struct ForwardRecord<'a> {
     shape: ConvShape,
     weight: ArrayView2<'a, f32>,
-    /// With a fused pooling, the index of every pooled value's winner, `winners_per_image` an
-    /// image.
-    winners: Option<&'a [u32]>,
-    winners_per_image: usize,
-    /// The output, when a ReLU is fused (its mask).
+    /// What the fused pooling left, if one is fused.
+    pool: Option<PoolRecord<'a>>,
+}
+
+/// What a fused pooling's backward reads of the forward pass.
+struct PoolRecord<'a> {
+    /// The index of every pooled value's winner in its image's `Z`, `(n, pooled values)`.
+    winners: ArrayView2<'a, u32>,
+    /// The pooled output, when a ReLU is fused after the pooling (its mask), `(n, pooled values)`.
     relu_output: Option<ArrayView2<'a, f32>>,
 }
 
@@ -406,19 +415,18 @@ fn backward_group(
     let scratch = &mut sums.scratch;
     for (k, i) in images.enumerate() {
         let dy = grad_output.row(i);
-        let dz = match record.winners {
+        let dz = match &record.pool {
             None => channels_by_pixels(dy, channels),
-            Some(winners) => {
-                let windows = record.winners_per_image;
+            Some(pool) => {
                 scratch.unpooled.clear();
                 scratch.unpooled.resize(shape.output_len(), 0.0);
+                let relu_output = pool.relu_output.map(|y| y.index_axis_move(Axis(0), i));
                 send_to_winners(
                     dy.as_slice().expect("contiguous rows"),
-                    &winners[i * windows..(i + 1) * windows],
-                    record.relu_output.map(|y| {
-                        let row = y.index_axis_move(Axis(0), i);
-                        row.to_slice().expect("contiguous rows")
-                    }),
+                    pool.winners.row(i).to_slice().expect("contiguous rows"),
+                    relu_output
+                        .as_ref()
+                        .map(|y| y.as_slice().expect("contiguous rows")),
                     &mut scratch.unpooled,
                 );
                 ArrayView2::from_shape((channels, per_image), &scratch.unpooled)
@@ -492,7 +500,7 @@ impl Layer for Conv2d {
                     relu_in_place(row);
                 }
             };
-        let winners_per_image = pool.map_or(1, |pool| pool.output_len());
+        let winners_per_image = self.winners_per_image();
         self.winners.resize(input.nrows() * winners_per_image, 0);
         let rows = self.output.as_slice_mut().expect("standard layout");
         // The products are small (8 x 9 x 784 for the cnn): share the images between the cores
@@ -564,9 +572,11 @@ impl Layer for Conv2d {
         let record = ForwardRecord {
             shape: self.shape,
             weight: self.weight.view(),
-            winners: self.pool.map(|_| &self.winners[..]),
-            winners_per_image: self.winners.len() / n.max(1),
-            relu_output: self.fused_relu.then(|| self.output.view()),
+            pool: self.pool.map(|pool| PoolRecord {
+                winners: ArrayView2::from_shape((n, pool.output_len()), &self.winners)
+                    .expect("a winner per pooled value of the last forward pass"),
+                relu_output: self.fused_relu.then(|| self.output.view()),
+            }),
         };
         let mut grad_inputs: Vec<Option<ArrayViewMut2<f32>>> = if self.input_grad_needed {
             self.grad_input
