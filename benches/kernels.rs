@@ -9,7 +9,7 @@ use mnist_nn::experiments::CNN_CONV;
 use mnist_nn::gemm::single_threaded;
 use mnist_nn::init::Init;
 use mnist_nn::layers::{
-    AvgPool2d, BatchNorm2d, Conv2d, Dropout, Layer, Linear, MaxPool2d, PoolShape, Tanh,
+    AvgPool2d, BatchNorm2d, Conv2d, ConvShape, Dropout, Layer, Linear, MaxPool2d, PoolShape, Tanh,
 };
 use mnist_nn::loss::SoftmaxCrossEntropy;
 use mnist_nn::seeded_rng;
@@ -71,7 +71,53 @@ fn conv2d(c: &mut Criterion) {
             b.iter(|| single_threaded(|| conv.backward(x.view(), dy.view()).len()))
         });
     }
+    // The fast recipe's second layer (24 -> 32 maps, 3x3, 12x12, its pooling and ReLU fused), on
+    // one core's shard of 128 images, by im2col and by Winograd's F(2x2, 3x3).
+    let shape = fast_second_layer();
+    let pool = PoolShape {
+        channels: shape.out_channels,
+        height: shape.out_height(),
+        width: shape.out_width(),
+        kernel: 2,
+        stride: 2,
+    };
+    let rows = 128;
+    let x = random(rows, shape.input_len(), &mut rng);
+    let dy = random(rows, pool.output_len(), &mut rng);
+    for winograd in [false, true] {
+        let mut conv = Conv2d::new(shape, Init::He, &mut rng);
+        if winograd {
+            conv = conv.with_winograd().expect("a 3x3 kernel");
+        }
+        assert!(conv.fuse_max_pool(pool) && conv.fuse_relu());
+        let name = if winograd {
+            "fast 24->32 winograd"
+        } else {
+            "fast 24->32 im2col"
+        };
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| single_threaded(|| conv.forward(x.view(), true).sum()))
+        });
+        group.bench_function(BenchmarkId::new("backward", name), |b| {
+            b.iter(|| single_threaded(|| conv.backward(x.view(), dy.view()).len()))
+        });
+    }
     group.finish();
+}
+
+/// The fast recipe's `conv 32 3` on the 24 pooled 12x12 maps of its first layer.
+fn fast_second_layer() -> ConvShape {
+    ConvShape {
+        in_channels: 24,
+        out_channels: 32,
+        height: 12,
+        width: 12,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+        dilation: 1,
+    }
 }
 
 fn loss(c: &mut Criterion) {

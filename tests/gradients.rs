@@ -171,6 +171,38 @@ fn conv2d_backward_matches_finite_differences() {
 }
 
 #[test]
+fn winograd_convolution_backward_matches_finite_differences() {
+    use mnist_nn::layers::Conv2d;
+    let mut rng = seeded_rng(25);
+    // (in, out, height, width, kernel, stride, padding, dilation): even and odd outputs, padding
+    for sizes in [
+        (2, 3, 6, 6, 3, 1, 0, 1),
+        (1, 2, 5, 4, 3, 1, 1, 1),
+        (2, 2, 4, 5, 3, 1, 2, 1),
+    ] {
+        let shape = conv_shape(sizes);
+        let mut conv = Conv2d::new(shape, Init::Samson, &mut rng)
+            .with_winograd()
+            .unwrap();
+        let input = random_matrix(2, shape.input_len(), &mut rng);
+        assert_matches_finite_differences(&mut conv, &input, &mut rng, format!("{shape:?}"));
+    }
+    // Only 3x3 kernels with stride 1 and dilation 1 have this algorithm.
+    for sizes in [
+        (1, 2, 6, 6, 5, 1, 0, 1),
+        (1, 2, 6, 6, 3, 2, 0, 1),
+        (1, 2, 6, 6, 3, 1, 2, 2),
+    ] {
+        let conv = Conv2d::new(conv_shape(sizes), Init::He, &mut rng);
+        let error = conv.with_winograd().err().expect("refused");
+        assert!(
+            error.contains("3x3 kernel with stride 1 and dilation 1"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn flatten_passes_values_and_gradients_through() {
     use mnist_nn::layers::Flatten;
     let mut rng = seeded_rng(22);

@@ -591,3 +591,88 @@ fn a_convolutions_gradient_over_groups_of_images_is_the_same_on_any_number_of_co
     assert!(worst < 1e-3, "differs from the per-image sum by {worst}");
     assert_eq!(one_core.2.row(299), gradients(1, 299..300).2.row(0));
 }
+
+/// The largest difference between two arrays, relative to the largest value of `expected`.
+fn relative_difference(got: ndarray::ArrayView2<f32>, expected: ndarray::ArrayView2<f32>) -> f32 {
+    assert_eq!(got.dim(), expected.dim());
+    let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let worst = (&got - &expected).iter().fold(0f32, |m, d| m.max(d.abs()));
+    worst / scale
+}
+
+/// Winograd's F(2x2, 3x3) against the im2col convolution of the same weights: the same outputs,
+/// weight, bias and input gradients up to rounding, with padding 0-2, odd and even outputs (a
+/// block overhanging the edge), batches of several chunks of images, a fused pooling with and
+/// without a ReLU (on the even 10x10 output each 2x2 window is a tile's block, pooled inside the
+/// transform; on the odd ones the general path), and the work on one core or shared between two.
+#[test]
+fn winograd_convolution_equals_the_im2col_convolution_up_to_rounding() {
+    use mnist_nn::layers::PoolShape;
+    let mut rng = seeded_rng(36);
+    // (in, out, height, width, kernel, stride, padding, dilation)
+    let cases = [
+        (24, 32, 12, 12, 3, 1, 0, 1), // the fast recipe's second layer
+        (3, 5, 7, 6, 3, 1, 1, 1),
+        (2, 3, 9, 8, 3, 1, 0, 1),
+        (1, 4, 5, 5, 3, 1, 2, 1),
+    ];
+    for sizes in cases {
+        let shape = conv_shape(sizes);
+        // What is fused: nothing, a 2x2 pooling, or the pooling and a ReLU after it.
+        for (fused, rows, cores) in [
+            ("nothing", 3, 1),
+            ("pooling", 20, 1),
+            ("pooling and relu", 37, 1),
+            ("pooling and relu", 37, 2),
+            ("nothing", 20, 2),
+        ] {
+            let mut plain = Conv2d::new(shape, Init::He, &mut rng);
+            let mut winograd = Conv2d::from_params(shape, plain.weight.clone(), plain.bias.clone())
+                .with_winograd()
+                .unwrap();
+            let pool = PoolShape {
+                channels: shape.out_channels,
+                height: shape.out_height(),
+                width: shape.out_width(),
+                kernel: 2,
+                stride: 2,
+            };
+            if fused != "nothing" {
+                assert!(plain.fuse_max_pool(pool) && winograd.fuse_max_pool(pool));
+            }
+            if fused == "pooling and relu" {
+                assert!(plain.fuse_relu() && winograd.fuse_relu());
+            }
+            let x = random_matrix(rows, shape.input_len(), &mut rng);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(cores)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let expected = plain.forward(x.view(), true).to_owned();
+                let got = winograd.forward(x.view(), true).to_owned();
+                let case = format!("{shape:?}, {rows} images, fused {fused}, {cores} cores");
+                assert!(
+                    relative_difference(got.view(), expected.view()) < 1e-5,
+                    "{case}"
+                );
+                let dy = random_matrix(rows, expected.ncols(), &mut rng);
+                let expected_dx = plain.backward(x.view(), dy.view()).to_owned();
+                let dx = winograd.backward(x.view(), dy.view()).to_owned();
+                assert!(
+                    relative_difference(dx.view(), expected_dx.view()) < 1e-5,
+                    "{case}"
+                );
+                for (w, p) in winograd.params().into_iter().zip(plain.params()) {
+                    let (w, p) = (ndarray::aview1(w.grad), ndarray::aview1(p.grad));
+                    let shape = (1, p.len());
+                    let (w, p) = (
+                        w.into_shape_with_order(shape),
+                        p.into_shape_with_order(shape),
+                    );
+                    assert!(relative_difference(w.unwrap(), p.unwrap()) < 1e-5, "{case}");
+                }
+            });
+        }
+    }
+}

@@ -52,12 +52,20 @@
 //! would write a batch's `Z` to memory and read it back. Backward rebuilds each image's `dZ` in
 //! the same buffer, each window's gradient on its winner ([`MaxPool2d`](super::MaxPool2d)'s
 //! backward), and goes on from there.
+//!
+//! A 3x3 kernel with stride 1 can be computed instead by Winograd's F(2x2, 3x3)
+//! ([`Conv2d::with_winograd`], `conv C 3 algorithm winograd`; the maths in the `winograd` module):
+//! 2.25 times fewer multiplications, a chunk of images at a time, the same results up to
+//! rounding. A fused 2x2 pooling whose windows are the algorithm's 2x2 blocks of outputs is then
+//! computed inside its output transform, and its backward pass sends each window's gradient
+//! straight into the block.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use rand::Rng;
 use rayon::prelude::*;
 
 use super::max_pool::{max_of_windows, send_to_winners};
+use super::winograd::{self, ChunkBuffers, ChunkGrad, ChunkOutput, IMAGES_PER_CHUNK};
 use super::{
     check_features, ensure_shape, relu_backward, relu_in_place, two_params, Layer, LayerSpec,
     Param, PoolShape, Tensor, TensorSource,
@@ -232,6 +240,9 @@ pub struct Conv2d {
     fused_relu: bool,
     /// The max pooling the layer applies, if one is fused.
     pool: Option<PoolShape>,
+    /// When the layer computes by Winograd's F(2x2, 3x3) ([`winograd`]), the weights transformed
+    /// for it, `U` `(16, out_channels, in_channels)`, as of the last forward pass.
+    winograd: Option<Array3<f32>>,
     /// With a fused pooling, for every pooled value, the index of its window's winner in its
     /// image's `Z` `(out_channels·out_h·out_w)`: `(n·pooled values)`; without, one unused entry
     /// per image, so that the images pair with their entries the same way in both cases.
@@ -282,6 +293,7 @@ impl Conv2d {
             input_grad_needed: true,
             fused_relu: false,
             pool: None,
+            winograd: None,
             winners: Vec::new(),
             scratch: ImageScratch::default(),
             groups: Vec::new(),
@@ -292,7 +304,24 @@ impl Conv2d {
     }
 }
 
-/// The buffers of one image's pass: each thread that computes images needs its own.
+impl Conv2d {
+    /// The same convolution computed by Winograd's F(2x2, 3x3) ([`winograd`]): 2.25 times fewer
+    /// multiplications, the same results up to rounding. Only for 3x3 kernels with stride 1 and
+    /// dilation 1; says why otherwise.
+    pub fn with_winograd(mut self) -> Result<Self, String> {
+        winograd::check(&self.shape)?;
+        self.winograd = Some(Array3::zeros((0, 0, 0)));
+        Ok(self)
+    }
+
+    /// Whether the layer computes by Winograd's algorithm.
+    pub fn uses_winograd(&self) -> bool {
+        self.winograd.is_some()
+    }
+}
+
+/// The buffers of one image's pass (or one chunk's, by Winograd's algorithm): each thread that
+/// computes images needs its own.
 #[derive(Default)]
 struct ImageScratch {
     /// `P`, `(taps, out_h·out_w)`: gathered again, image by image, in both passes, so that it is
@@ -301,6 +330,11 @@ struct ImageScratch {
     /// With a fused pooling, `Z` before the pooling (forward) or `dZ` (backward),
     /// `(out_channels·out_h·out_w)`
     unpooled: Vec<f32>,
+    /// Winograd's transformed tiles of a chunk of images
+    chunk: ChunkBuffers,
+    /// Winograd's `Z` (forward) or `dZ` (backward) of a chunk of images, when a pooling is fused:
+    /// `(images, out_channels·out_h·out_w)`
+    chunk_unpooled: Array2<f32>,
 }
 
 impl Conv2d {
@@ -362,12 +396,16 @@ const IMAGES_PER_GROUP: usize = 128;
 struct ForwardRecord<'a> {
     shape: ConvShape,
     weight: ArrayView2<'a, f32>,
+    /// Winograd's transformed weights `U`, if the layer computes by that algorithm.
+    winograd: Option<&'a Array3<f32>>,
     /// What the fused pooling left, if one is fused.
     pool: Option<PoolRecord<'a>>,
 }
 
 /// What a fused pooling's backward reads of the forward pass.
 struct PoolRecord<'a> {
+    /// The pooling's windows.
+    shape: PoolShape,
     /// The index of every pooled value's winner in its image's `Z`, `(n, pooled values)`.
     winners: ArrayView2<'a, u32>,
     /// The pooled output, when a ReLU is fused after the pooling (its mask), `(n, pooled values)`.
@@ -380,6 +418,9 @@ struct GroupGradients {
     weight: Array2<f32>,
     /// `Σ_group Σ_columns dZ`, `(out_channels)`
     bias: Array1<f32>,
+    /// By Winograd's algorithm, `Σ_group dU` `(16, out_channels, in_channels)`, whose transform
+    /// back is `weight`
+    transformed_weight: Array3<f32>,
     scratch: ImageScratch,
     /// `dP` of one image, `(taps, out_h·out_w)`
     grad_patches: Array2<f32>,
@@ -390,6 +431,7 @@ impl GroupGradients {
         GroupGradients {
             weight: Array2::zeros((out_channels, taps)),
             bias: Array1::zeros(out_channels),
+            transformed_weight: Array3::zeros((0, 0, 0)),
             scratch: ImageScratch::default(),
             grad_patches: Array2::zeros((0, 0)),
         }
@@ -408,6 +450,10 @@ fn backward_group(
     sums: &mut GroupGradients,
     mut grad_input: Option<&mut ArrayViewMut2<f32>>,
 ) {
+    if let Some(u) = record.winograd {
+        backward_group_winograd(record, u, images, input, grad_output, sums, grad_input);
+        return;
+    }
     let shape = &record.shape;
     let (channels, per_image) = (shape.out_channels, shape.out_pixels());
     ensure_shape(&mut sums.grad_patches, shape.taps(), per_image);
@@ -448,11 +494,187 @@ fn backward_group(
     }
 }
 
+/// [`backward_group`] by Winograd's algorithm, a chunk of images at a time: each chunk's `dZ`
+/// (rebuilt from the windows' gradients if a pooling is fused), `dU += ` its share, `db += ` its
+/// sums and, given the group's rows of `dX`, the chunk's rows of it; at the end `dW = Gᵀ·dU·G`.
+fn backward_group_winograd(
+    record: &ForwardRecord,
+    u: &Array3<f32>,
+    images: std::ops::Range<usize>,
+    input: ArrayView2<f32>,
+    grad_output: ArrayView2<f32>,
+    sums: &mut GroupGradients,
+    mut grad_input: Option<&mut ArrayViewMut2<f32>>,
+) {
+    let shape = &record.shape;
+    sums.bias.fill(0.0);
+    let scratch = &mut sums.scratch;
+    let first = images.start;
+    for (c, start) in images.clone().step_by(IMAGES_PER_CHUNK).enumerate() {
+        let end = (start + IMAGES_PER_CHUNK).min(images.end);
+        let rows = s![start..end, ..];
+        let dy = grad_output.slice(rows);
+        let dz = match &record.pool {
+            None => {
+                add_channel_sums(&mut sums.bias, dy, None);
+                ChunkGrad::Values(dy)
+            }
+            Some(pool) if winograd::pools_tiles(shape, &pool.shape) => {
+                // Each window's gradient goes straight into its tile's block.
+                let relu_output = pool.relu_output.map(|y| y.slice_move(rows));
+                add_channel_sums(&mut sums.bias, dy, relu_output);
+                ChunkGrad::Pooled {
+                    grad: dy,
+                    winners: pool.winners.slice(rows),
+                    relu_output,
+                }
+            }
+            Some(pool) => {
+                ensure_shape(&mut scratch.chunk_unpooled, end - start, shape.output_len());
+                for (i, mut dz) in (start..end).zip(scratch.chunk_unpooled.rows_mut()) {
+                    let dz = dz.as_slice_mut().expect("contiguous rows");
+                    dz.fill(0.0);
+                    let relu_output = pool.relu_output.map(|y| y.index_axis_move(Axis(0), i));
+                    send_to_winners(
+                        grad_output.row(i).to_slice().expect("contiguous rows"),
+                        pool.winners.row(i).to_slice().expect("contiguous rows"),
+                        relu_output
+                            .as_ref()
+                            .map(|y| y.as_slice().expect("contiguous rows")),
+                        dz,
+                    );
+                }
+                add_channel_sums(&mut sums.bias, scratch.chunk_unpooled.view(), None);
+                ChunkGrad::Values(scratch.chunk_unpooled.view())
+            }
+        };
+        let grad_input = grad_input
+            .as_mut()
+            .map(|dx| dx.slice_mut(s![start - first..end - first, ..]));
+        winograd::backward_chunk(
+            shape,
+            u,
+            input.slice(s![start..end, ..]),
+            dz,
+            &mut scratch.chunk,
+            &mut sums.transformed_weight,
+            c > 0,
+            grad_input,
+        );
+    }
+    winograd::weight_grad(
+        &sums.transformed_weight,
+        sums.weight.view_mut(),
+        &mut scratch.chunk,
+    );
+}
+
+/// Adds each channel's sum of the gradients `rows` `(images, channels·values)` onto `sums`
+/// `(channels)`, only where the ReLU's output `mask` (the same shape) is positive if one is given.
+fn add_channel_sums(sums: &mut Array1<f32>, rows: ArrayView2<f32>, mask: Option<ArrayView2<f32>>) {
+    let channels = sums.len();
+    for (i, row) in rows.rows().into_iter().enumerate() {
+        let values = row.len() / channels;
+        let row = row.to_slice().expect("contiguous rows");
+        let mask = mask.map(|m| m.index_axis_move(Axis(0), i));
+        for (c, sum) in sums.iter_mut().enumerate() {
+            let part = &row[c * values..][..values];
+            *sum += match &mask {
+                None => part.iter().sum::<f32>(),
+                Some(m) => {
+                    let on = &m.as_slice().expect("contiguous rows")[c * values..][..values];
+                    part.iter()
+                        .zip(on)
+                        .map(|(&g, &y)| if y > 0.0 { g } else { 0.0 })
+                        .sum()
+                }
+            };
+        }
+    }
+}
+
 /// An image's row of output values (or their gradients) as the matrix `(out_channels, out_h·out_w)`.
 fn channels_by_pixels(row: ArrayView1<'_, f32>, channels: usize) -> ArrayView2<'_, f32> {
     let pixels = row.len() / channels;
     row.into_shape_with_order((channels, pixels))
         .expect("a row is out_channels·out_h·out_w values")
+}
+
+impl Conv2d {
+    /// The forward pass by Winograd's algorithm, into `output` (shaped already): `U` from the
+    /// current weights, then a chunk of images at a time, `Z` straight into the chunk's output
+    /// rows, or pooled into them from a chunk buffer; then `max(0, Y)` if a ReLU is fused.
+    fn forward_winograd(&mut self, input: ArrayView2<f32>) {
+        let shape = self.shape;
+        let (pool, fused_relu) = (self.pool, self.fused_relu);
+        let row_len = self.output_len();
+        let winners_per_image = self.winners_per_image();
+        let u = self.winograd.as_mut().expect("called by Winograd's layers");
+        winograd::transform_weights(&shape, self.weight.view(), u, &mut self.scratch.chunk);
+        let (u, bias) = (&*u, self.bias.as_slice().expect("standard layout"));
+        let one_chunk =
+            |scratch: &mut ImageScratch,
+             ((c, rows), winners): ((usize, &mut [f32]), &mut [u32])| {
+                let count = rows.len() / row_len;
+                let images =
+                    input.slice(s![c * IMAGES_PER_CHUNK..c * IMAGES_PER_CHUNK + count, ..]);
+                let mut output = ArrayViewMut2::from_shape((count, row_len), &mut *rows)
+                    .expect("a chunk's output rows");
+                let chunk = &mut scratch.chunk;
+                match &pool {
+                    None => {
+                        let output = ChunkOutput::Values(output);
+                        winograd::forward_chunk(&shape, u, bias, images, chunk, output)
+                    }
+                    Some(pool) if winograd::pools_tiles(&shape, pool) => {
+                        let output = ChunkOutput::Pooled(output, winners);
+                        winograd::forward_chunk(&shape, u, bias, images, chunk, output)
+                    }
+                    Some(pool) => {
+                        let z = &mut scratch.chunk_unpooled;
+                        ensure_shape(z, count, shape.output_len());
+                        let values = ChunkOutput::Values(z.view_mut());
+                        winograd::forward_chunk(&shape, u, bias, images, chunk, values);
+                        let winners = winners.chunks_mut(winners_per_image);
+                        for ((z, mut y), winners) in
+                            z.rows().into_iter().zip(output.rows_mut()).zip(winners)
+                        {
+                            let z = z.to_slice().expect("contiguous rows");
+                            max_of_windows(
+                                pool,
+                                z,
+                                y.as_slice_mut().expect("contiguous rows"),
+                                winners,
+                            );
+                        }
+                    }
+                }
+                if fused_relu {
+                    relu_in_place(rows);
+                }
+            };
+        self.winners.resize(input.nrows() * winners_per_image, 0);
+        let rows = self.output.as_slice_mut().expect("standard layout");
+        let (rows_per_chunk, winners_per_chunk) = (
+            row_len * IMAGES_PER_CHUNK,
+            winners_per_image * IMAGES_PER_CHUNK,
+        );
+        // As for im2col: the chunks shared between the cores unless this thread has one core.
+        if threads() > 1 {
+            rows.par_chunks_mut(rows_per_chunk)
+                .enumerate()
+                .zip(self.winners.par_chunks_mut(winners_per_chunk))
+                .for_each_init(ImageScratch::default, |scratch, chunk| {
+                    single_threaded(|| one_chunk(scratch, chunk))
+                });
+        } else {
+            let scratch = &mut self.scratch;
+            rows.chunks_mut(rows_per_chunk)
+                .enumerate()
+                .zip(self.winners.chunks_mut(winners_per_chunk))
+                .for_each(|chunk| one_chunk(scratch, chunk));
+        }
+    }
 }
 
 impl Layer for Conv2d {
@@ -470,6 +692,10 @@ impl Layer for Conv2d {
             if fused_relu {
                 relu_in_place(self.output.as_slice_mut().expect("standard layout"));
             }
+            return self.output.view();
+        }
+        if self.winograd.is_some() {
+            self.forward_winograd(input);
             return self.output.view();
         }
         // Image i: P (taps, out_h·out_w) gathered, then Z = W·P + b: (out_channels, out_h·out_w),
@@ -572,7 +798,9 @@ impl Layer for Conv2d {
         let record = ForwardRecord {
             shape: self.shape,
             weight: self.weight.view(),
+            winograd: self.winograd.as_ref(),
             pool: self.pool.map(|pool| PoolRecord {
+                shape: pool,
                 winners: ArrayView2::from_shape((n, pool.output_len()), &self.winners)
                     .expect("a winner per pooled value of the last forward pass"),
                 relu_output: self.fused_relu.then(|| self.output.view()),
@@ -660,16 +888,25 @@ impl Layer for Conv2d {
         true
     }
 
-    /// `Z = W·P`, `dW = dZ·Pᵀ` and `dP = Wᵀ·dZ` each cost `2·out_channels·taps·n·out_h·out_w`.
+    /// `Z = W·P`, `dW = dZ·Pᵀ` and `dP = Wᵀ·dZ` each cost `2·out_channels·taps·n·out_h·out_w`
+    /// (by Winograd's algorithm, `M`, `dU` and `dV` each cost `2·16·out_channels·in_channels` per
+    /// tile).
     fn training_flops(&self, batch: usize) -> u64 {
         let products = if self.input_grad_needed { 3 } else { 2 };
         let s = self.shape;
+        if self.winograd.is_some() {
+            return products * batch as u64 * winograd::product_flops(&s);
+        }
         let pixels = batch * s.out_pixels();
         products * 2 * (s.out_channels * s.taps() * pixels) as u64
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::Conv2d(self.shape)
+        if self.winograd.is_some() {
+            LayerSpec::WinogradConv2d(self.shape)
+        } else {
+            LayerSpec::Conv2d(self.shape)
+        }
     }
 
     /// PyTorch's layout `(out, in, k, k)` is ours, `(out, in·k·k)`, with the last axis split.
@@ -703,8 +940,13 @@ impl Layer for Conv2d {
 
     fn describe(&self) -> String {
         let s = self.shape;
+        let algorithm = if self.winograd.is_some() {
+            ", Winograd F(2x2, 3x3)"
+        } else {
+            ""
+        };
         format!(
-            "Conv2d({} -> {}, {k}x{k}, stride {}, padding {}, dilation {}; {}x{} -> {}x{})",
+            "Conv2d({} -> {}, {k}x{k}, stride {}, padding {}, dilation {}; {}x{} -> {}x{}{algorithm})",
             s.in_channels,
             s.out_channels,
             s.stride,

@@ -27,6 +27,7 @@ mod relu;
 mod spec;
 pub(crate) mod subsample;
 mod tanh;
+mod winograd;
 
 pub use avg_pool::AvgPool2d;
 pub use batchnorm::BatchNorm1d;
@@ -45,6 +46,7 @@ pub(crate) use relu::{relu_backward, relu_in_place};
 pub use spec::{LayerSpec, Tensor};
 pub use subsample::Subsample2d;
 pub use tanh::{Tanh, LECUN_TANH};
+pub use winograd::{check as check_winograd, product_flops as winograd_product_flops};
 
 use ndarray::{Array2, ArrayView2};
 

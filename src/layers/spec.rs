@@ -31,6 +31,9 @@ pub enum LayerSpec {
     },
     /// [`Conv2d`] of the given shape.
     Conv2d(ConvShape),
+    /// [`Conv2d`] of the given shape computed by Winograd's F(2x2, 3x3)
+    /// ([`Conv2d::with_winograd`]): the same parameters, equal results up to rounding.
+    WinogradConv2d(ConvShape),
     /// [`Flatten`] of `features` features.
     Flatten {
         /// Features per row.
@@ -150,8 +153,11 @@ impl LayerSpec {
                 expect(features)?;
                 Ok(features)
             }
-            LayerSpec::Conv2d(shape) => {
+            LayerSpec::Conv2d(shape) | LayerSpec::WinogradConv2d(shape) => {
                 shape.check().map_err(|e| format!("{self:?}: {e}"))?;
+                if let LayerSpec::WinogradConv2d(_) = self {
+                    super::check_winograd(&shape).map_err(|e| format!("{self:?}: {e}"))?;
+                }
                 expect(shape.input_len())?;
                 Ok(shape.output_len())
             }
@@ -204,7 +210,7 @@ impl LayerSpec {
                 .checked_add(shape.out_channels),
             LayerSpec::BatchNorm1d { features } => features.checked_mul(4),
             LayerSpec::BatchNorm2d { channels, .. } => channels.checked_mul(4),
-            LayerSpec::Conv2d(shape) => shape
+            LayerSpec::Conv2d(shape) | LayerSpec::WinogradConv2d(shape) => shape
                 .taps()
                 .checked_mul(shape.out_channels)?
                 .checked_add(shape.out_channels),
@@ -232,11 +238,19 @@ impl LayerSpec {
             }
             LayerSpec::ReLU => Box::new(ReLU::new()),
             LayerSpec::BatchNorm1d { features } => Box::new(BatchNorm1d::new(features)),
-            LayerSpec::Conv2d(shape) => Box::new(Conv2d::from_params(
-                shape,
-                ndarray::Array2::zeros((shape.out_channels, shape.taps())),
-                ndarray::Array1::zeros(shape.out_channels),
-            )),
+            LayerSpec::Conv2d(shape) | LayerSpec::WinogradConv2d(shape) => {
+                let conv = Conv2d::from_params(
+                    shape,
+                    ndarray::Array2::zeros((shape.out_channels, shape.taps())),
+                    ndarray::Array1::zeros(shape.out_channels),
+                );
+                match self {
+                    LayerSpec::WinogradConv2d(_) => {
+                        Box::new(conv.with_winograd().expect("a checked spec"))
+                    }
+                    _ => Box::new(conv),
+                }
+            }
             LayerSpec::Flatten { features } => Box::new(Flatten::new(features)),
             LayerSpec::Tanh { amplitude, slope } => Box::new(Tanh::scaled(amplitude, slope)),
             LayerSpec::Dropout { p } => Box::new(Dropout::new(p)),
