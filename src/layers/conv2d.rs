@@ -240,7 +240,7 @@ pub struct Conv2d {
     fused_relu: bool,
     /// The max pooling the layer applies, if one is fused.
     pool: Option<PoolShape>,
-    /// When the layer computes by Winograd's F(2x2, 3x3) ([`winograd`]), the weights transformed
+    /// When the layer computes by Winograd's F(2x2, 3x3) (the `winograd` module), the weights transformed
     /// for it, `U` `(16, out_channels, in_channels)`, as of the last forward pass.
     winograd: Option<Array3<f32>>,
     /// With a fused pooling, for every pooled value, the index of its window's winner in its
@@ -305,18 +305,13 @@ impl Conv2d {
 }
 
 impl Conv2d {
-    /// The same convolution computed by Winograd's F(2x2, 3x3) ([`winograd`]): 2.25 times fewer
+    /// The same convolution computed by Winograd's F(2x2, 3x3) (the `winograd` module): 2.25 times fewer
     /// multiplications, the same results up to rounding. Only for 3x3 kernels with stride 1 and
     /// dilation 1; says why otherwise.
     pub fn with_winograd(mut self) -> Result<Self, String> {
         winograd::check(&self.shape)?;
         self.winograd = Some(Array3::zeros((0, 0, 0)));
         Ok(self)
-    }
-
-    /// Whether the layer computes by Winograd's algorithm.
-    pub fn uses_winograd(&self) -> bool {
-        self.winograd.is_some()
     }
 }
 
