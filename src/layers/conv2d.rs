@@ -327,8 +327,8 @@ struct ImageScratch {
     unpooled: Vec<f32>,
     /// Winograd's transformed tiles of a chunk of images
     chunk: ChunkBuffers,
-    /// Winograd's `Z` (forward) or `dZ` (backward) of a chunk of images, when a pooling is fused:
-    /// `(images, out_channels·out_h·out_w)`
+    /// Winograd's `Z` (forward) or `dZ` (backward) of a chunk of images, when a pooling whose
+    /// windows are not the algorithm's blocks is fused: `(images, out_channels·out_h·out_w)`
     chunk_unpooled: Array2<f32>,
 }
 
@@ -490,8 +490,9 @@ fn backward_group(
 }
 
 /// [`backward_group`] by Winograd's algorithm, a chunk of images at a time: each chunk's `dZ`
-/// (rebuilt from the windows' gradients if a pooling is fused), `dU += ` its share, `db += ` its
-/// sums and, given the group's rows of `dX`, the chunk's rows of it; at the end `dW = Gᵀ·dU·G`.
+/// (rebuilt from the windows' gradients if a pooling is fused, or those gradients themselves when
+/// the windows are the algorithm's blocks), `dU += ` its share, `db += ` its sums and, given the
+/// group's rows of `dX`, the chunk's rows of it; at the end `dW = Gᵀ·dU·G`.
 fn backward_group_winograd(
     record: &ForwardRecord,
     u: &Array3<f32>,

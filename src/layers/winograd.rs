@@ -177,6 +177,28 @@ impl Tiles {
         }
     }
 
+    /// Tile `t`'s 16 entries in `V` or `M` `(16, channels, tiles·images)`, for channel `channel`
+    /// of the chunk's `images` images side by side: entry `(i, j)` is `ξ = 4·i + j`.
+    fn transformed(&self, t: usize, channel: usize, channels: usize, images: usize) -> Entries {
+        let columns = images * self.per_image();
+        Entries {
+            start: channel * columns + t * images,
+            down: 4 * channels * columns,
+            across: channels * columns,
+            lanes: images,
+        }
+    }
+
+    /// The pixels of tile `(ty, tx)`'s block in a plane `width` pixels across, images innermost.
+    fn block(&self, (ty, tx): (usize, usize), width: usize, images: usize) -> Entries {
+        Entries {
+            start: (2 * ty * width + 2 * tx) * images,
+            down: width * images,
+            across: images,
+            lanes: images,
+        }
+    }
+
     /// Every tile: its index `t` and its position `(ty, tx)`.
     #[inline(always)]
     fn all(&self) -> impl Iterator<Item = (usize, usize, usize)> {
@@ -290,9 +312,10 @@ pub(crate) struct ChunkBuffers {
     output_grad_plane: Vec<f32>,
     /// The lanes of the weight transforms, one row per tap or entry
     lanes: Vec<f32>,
-    /// One channel's pooled values (or their gradients, or the ReLU's output) `(tiles, images)`
+    /// One channel's pooled values (forward) or their gradients (backward), `(tiles, images)`
     pooled: Vec<f32>,
-    /// `pooled`'s ReLU outputs in the backward pass, `(tiles, images)`
+    /// One channel's pooled values after the ReLU, its mask in the backward pass,
+    /// `(tiles, images)`
     pooled_relu: Vec<f32>,
     /// The winners of `pooled`, `(tiles, images)`
     winners: Vec<u32>,
@@ -301,9 +324,8 @@ pub(crate) struct ChunkBuffers {
 }
 
 impl ChunkBuffers {
-    /// Shapes the buffers for `images` images (zeroing the planes if their shape changes);
-    /// returns the chunk's columns.
-    fn prepare(&mut self, tiles: &Tiles, images: usize) -> usize {
+    /// Shapes the buffers for `images` images (zeroing the planes if their shape changes).
+    fn prepare(&mut self, tiles: &Tiles, images: usize) {
         let s = tiles.shape;
         let columns = images * tiles.per_image();
         let fit = |buffer: &mut Array3<f32>, rows: usize| {
@@ -327,7 +349,6 @@ impl ChunkBuffers {
             self.winners = vec![0; tiles.per_image() * images];
             self.made_for = Some(geometry);
         }
-        columns
     }
 }
 
@@ -388,34 +409,6 @@ fn packed(lanes: usize, width: usize) -> Entries {
         down: width * lanes,
         across: lanes,
         lanes,
-    }
-}
-
-/// The entries of a transformed tile, column `column` of channel `channel` of `V` or `M`
-/// `(16, channels, columns)`: entry `(i, j)` is `ξ = 4·i + j`.
-fn transformed(
-    channel: usize,
-    channels: usize,
-    column: usize,
-    columns: usize,
-    images: usize,
-) -> Entries {
-    Entries {
-        start: channel * columns + column,
-        down: 4 * channels * columns,
-        across: channels * columns,
-        lanes: images,
-    }
-}
-
-/// The pixels of a block whose top-left pixel is `pixel` in a plane `width` pixels across,
-/// `(pixel, image)`.
-fn block(pixel: usize, width: usize, images: usize) -> Entries {
-    Entries {
-        start: pixel * images,
-        down: width * images,
-        across: images,
-        lanes: images,
     }
 }
 
@@ -518,7 +511,6 @@ fn from_plane(plane: &[f32], region: Region, first: usize, mut rows: ArrayViewMu
 fn transform_input(tiles: &Tiles, images: ArrayView2<f32>, buffers: &mut ChunkBuffers) {
     let s = tiles.shape;
     let (n, width) = (images.nrows(), tiles.plane_width());
-    let columns = n * tiles.per_image();
     let v = buffers
         .transformed_input
         .as_slice_mut()
@@ -528,8 +520,8 @@ fn transform_input(tiles: &Tiles, images: ArrayView2<f32>, buffers: &mut ChunkBu
         // The channel's pixels, images innermost, inside the zero border.
         to_plane(images, c * s.height * s.width, tiles.image_region(), plane);
         for (t, ty, tx) in tiles.all() {
-            let tile = block(2 * ty * width + 2 * tx, width, n);
-            let at = transformed(c, s.in_channels, t * n, columns, n);
+            let tile = tiles.block((ty, tx), width, n);
+            let at = tiles.transformed(t, c, s.in_channels, n);
             two_sided(&BT, &BT, (plane, tile), (v, at), false);
         }
     }
@@ -609,8 +601,7 @@ fn forward_chunk_body(
     output: ChunkOutput,
 ) {
     let tiles = Tiles::new(shape);
-    let n = images.nrows();
-    let columns = buffers.prepare(&tiles, n);
+    buffers.prepare(&tiles, images.nrows());
     transform_input(&tiles, images, buffers);
     for xi in 0..TILE {
         matmul(
@@ -620,24 +611,16 @@ fn forward_chunk_body(
             buffers.products.index_axis_mut(Axis(0), xi),
         );
     }
-    transform_output(&tiles, bias, columns, buffers, output);
+    transform_output(&tiles, bias, buffers, output);
 }
 
 /// `Y = Aᵀ·M·A` for every tile, into the channel's plane of blocks; then, plus the bias, where
 /// each value lies in its image's output, or pooled.
 #[inline(always)]
-fn transform_output(
-    tiles: &Tiles,
-    bias: &[f32],
-    columns: usize,
-    buffers: &mut ChunkBuffers,
-    output: ChunkOutput,
-) {
+fn transform_output(tiles: &Tiles, bias: &[f32], buffers: &mut ChunkBuffers, output: ChunkOutput) {
     let mut z = match output {
         ChunkOutput::Values(z) => z,
-        ChunkOutput::Pooled(y, winners) => {
-            return pool_output(tiles, bias, columns, buffers, y, winners)
-        }
+        ChunkOutput::Pooled(y, winners) => return pool_output(tiles, bias, buffers, y, winners),
     };
     let (shape, n) = (&tiles.shape, z.nrows());
     let (out_h, out_w, blocks_w) = (shape.out_height(), shape.out_width(), 2 * tiles.cols);
@@ -645,8 +628,8 @@ fn transform_output(
     let plane = &mut buffers.output_plane;
     for (o, &b) in bias.iter().enumerate() {
         for (t, ty, tx) in tiles.all() {
-            let at = transformed(o, shape.out_channels, t * n, columns, n);
-            let out = block(2 * ty * blocks_w + 2 * tx, blocks_w, n);
+            let at = tiles.transformed(t, o, shape.out_channels, n);
+            let out = tiles.block((ty, tx), blocks_w, n);
             two_sided(&AT, &AT, (m, at), (plane, out), false);
         }
         let channel = o * out_h * out_w;
@@ -665,7 +648,6 @@ fn transform_output(
 fn pool_output(
     tiles: &Tiles,
     bias: &[f32],
-    columns: usize,
     buffers: &mut ChunkBuffers,
     mut y: ArrayViewMut2<f32>,
     winners: &mut [u32],
@@ -678,16 +660,16 @@ fn pool_output(
     let plane = &mut buffers.output_plane;
     for (o, &b) in bias.iter().enumerate() {
         for (t, ty, tx) in tiles.all() {
-            let at = transformed(o, shape.out_channels, t * n, columns, n);
-            let top_left = 2 * ty * blocks_w + 2 * tx;
+            let at = tiles.transformed(t, o, shape.out_channels, n);
             two_sided(
                 &AT,
                 &AT,
                 (m, at),
-                (&mut plane[..], block(top_left, blocks_w, n)),
+                (plane, tiles.block((ty, tx), blocks_w, n)),
                 false,
             );
             // The block's four values, images side by side, and their indices in Z.
+            let top_left = 2 * ty * blocks_w + 2 * tx;
             let value = |a: usize, x: usize| &plane[(top_left + a * blocks_w + x) * n..][..n];
             let (v00, v01, v10, v11) = (value(0, 0), value(0, 1), value(1, 0), value(1, 1));
             let first = (o * shape.out_pixels() + 2 * ty * out_w + 2 * tx) as u32;
@@ -720,8 +702,8 @@ fn pool_output(
 }
 
 /// The backward pass of a chunk of images `(images, C·H·W)` given their `dZ` (or the gradient of
-/// their pooling): `dU` added onto `du` (assigned when not `accumulate`)
-/// and, if given, `dX` into `grad_input` `(images, C·H·W)`. `U` is the forward pass's.
+/// their pooling): `dU` added onto `du` (assigned when not `accumulate`) and, if given, `dX` into
+/// `grad_input` `(images, C·H·W)`. `U` is the forward pass's.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_chunk<'a>(
     shape: &ConvShape,
@@ -769,8 +751,8 @@ fn backward_chunk_avx2(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
 fn backward_chunk_body(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
     let (images, grad_output, buffers, du, accumulate, grad_input) = args;
     let tiles = Tiles::new(shape);
-    let columns = buffers.prepare(&tiles, images.nrows());
-    transform_output_grad(&tiles, grad_output, columns, buffers);
+    buffers.prepare(&tiles, images.nrows());
+    transform_output_grad(&tiles, grad_output, buffers);
     // V again: recomputing it costs less than keeping a batch's V in memory.
     transform_input(&tiles, images, buffers);
     if du.dim() != (TILE, shape.out_channels, shape.in_channels) {
@@ -795,18 +777,14 @@ fn backward_chunk_body(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
             buffers.transformed_input_grad.index_axis_mut(Axis(0), xi),
         );
     }
-    transform_input_grad(&tiles, columns, buffers, grad_input);
+    transform_input_grad(&tiles, buffers, grad_input);
 }
 
 /// `dM = A·dY·Aᵀ` for every tile of every output channel of the chunk's `dZ`
-/// `(images, out_channels·out_h·out_w)`, into `dM` `(16, out_channels, columns)`.
+/// `(images, out_channels·out_h·out_w)` (or of the blocks its pooling's gradient is sent to),
+/// into `dM` `(16, out_channels, tiles·images)`.
 #[inline(always)]
-fn transform_output_grad(
-    tiles: &Tiles,
-    grad_output: ChunkGrad,
-    columns: usize,
-    buffers: &mut ChunkBuffers,
-) {
+fn transform_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBuffers) {
     let s = &tiles.shape;
     let (out_h, out_w, blocks_w) = (s.out_height(), s.out_width(), 2 * tiles.cols);
     let dm = buffers.products.as_slice_mut().expect("standard layout");
@@ -854,8 +832,8 @@ fn transform_output_grad(
             }
         };
         for (t, ty, tx) in tiles.all() {
-            let dy = block(2 * ty * blocks_w + 2 * tx, blocks_w, n);
-            let at = transformed(o, s.out_channels, t * n, columns, n);
+            let dy = tiles.block((ty, tx), blocks_w, n);
+            let at = tiles.transformed(t, o, s.out_channels, n);
             two_sided(&A, &A, (plane, dy), (dm, at), false);
         }
     }
@@ -866,7 +844,6 @@ fn transform_output_grad(
 #[inline(always)]
 fn transform_input_grad(
     tiles: &Tiles,
-    columns: usize,
     buffers: &mut ChunkBuffers,
     mut grad_input: ArrayViewMut2<f32>,
 ) {
@@ -880,8 +857,8 @@ fn transform_input_grad(
     for c in 0..s.in_channels {
         plane.fill(0.0);
         for (t, ty, tx) in tiles.all() {
-            let at = transformed(c, s.in_channels, t * n, columns, n);
-            let tile = block(2 * ty * width + 2 * tx, width, n);
+            let at = tiles.transformed(t, c, s.in_channels, n);
+            let tile = tiles.block((ty, tx), width, n);
             two_sided(&B, &B, (dv, at), (plane, tile), true);
         }
         let channel = c * s.height * s.width;
