@@ -602,9 +602,10 @@ fn relative_difference(got: ndarray::ArrayView2<f32>, expected: ndarray::ArrayVi
 
 /// Winograd's F(2x2, 3x3) against the im2col convolution of the same weights: the same outputs,
 /// weight, bias and input gradients up to rounding, with padding 0-2, odd and even outputs (a
-/// block overhanging the edge), batches of several chunks of images, a fused pooling with and
-/// without a ReLU (on the even 10x10 output each 2x2 window is a tile's block, pooled inside the
-/// transform; on the odd ones the general path), and the work on one core or shared between two.
+/// block overhanging the edge), batches of several chunks of images, images of more tiles than
+/// one group of products takes, a fused pooling with and without a ReLU (on the even outputs each
+/// 2x2 window is a tile's block, pooled inside the transform; on the odd ones the general path),
+/// and the work on one core or shared between two.
 #[test]
 fn winograd_convolution_equals_the_im2col_convolution_up_to_rounding() {
     use mnist_nn::layers::PoolShape;
@@ -615,6 +616,8 @@ fn winograd_convolution_equals_the_im2col_convolution_up_to_rounding() {
         (3, 5, 7, 6, 3, 1, 1, 1),
         (2, 3, 9, 8, 3, 1, 0, 1),
         (1, 4, 5, 5, 3, 1, 2, 1),
+        (2, 3, 14, 14, 3, 1, 0, 1), // 36 tiles an image: two groups of products
+        (2, 3, 13, 12, 3, 1, 1, 1), // 42
     ];
     for sizes in cases {
         let shape = conv_shape(sizes);

@@ -50,60 +50,33 @@
 //! The results are the direct convolution's up to rounding: the transforms sum in another order
 //! (tests compare the two and check the gradients against finite differences).
 //!
-//! The tiles cover the output in 2x2 blocks, `tile_rows x tile_cols` of them per image. Every
-//! transform is one function, [`two_sided`], `L·X·Rᵀ` with the matrices above, computed for the
-//! same tile of all the chunk's images at once: each entry of the small matrices is a row of
-//! "lanes", one lane per image, and each step a sum of such rows, which the compiler turns into
-//! vector instructions. For that, each channel of the chunk is first turned into a "plane" with
-//! the images innermost, `(pixel, image)`, zero-padded to `(2·tile_rows + 2) x (2·tile_cols + 2)`
-//! pixels: the padding, and a block overhanging an odd-sized output, read zeros without a test.
-//! Column `t·images + k` of `V` and `M` is tile `t` of image `k`.
+//! The tiles cover the output in 2x2 blocks, `tile_rows x tile_cols` of them per image. The
+//! work goes a chunk of 8 images at a time, and every value is a vector of 8 "lanes", one per
+//! image, so that each step of a transform is one vector instruction: each channel of the chunk
+//! is first copied into a "plane" with the images innermost, `(pixel, image)`, zero-padded to
+//! `(2·tile_rows + 2) x (2·tile_cols + 2)` pixels (the padding, and a block overhanging an
+//! odd-sized output, read zeros without a test). Every transform is one function, [`two_sided`]:
+//! `L·X·Lᵀ` computed as a one-dimensional step `x ↦ L·x` on the columns, then on the rows, each
+//! step the rows of its matrix written out. The products go a group of tiles at a time (the
+//! whole image for the fast recipe), so that `V` and `M` stay in the core's caches: column
+//! `t·8 + k` of the group's `V` and `M` is its tile `t` of image `k`.
 
-use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis};
+use std::ops::Range;
 
-use super::max_pool::later_wins;
+use ndarray::{s, Array3, ArrayView2, ArrayViewMut2, Axis};
+
 use super::{ConvShape, PoolShape};
 use crate::gemm::matmul;
 
-/// Images whose tiles go through the products together: enough columns (25 tiles an image for
-/// the fast recipe's 10x10 output) for efficient products, few enough for the chunk's `V` and `M`
-/// to stay in the core's second-level cache.
-pub(crate) const IMAGES_PER_CHUNK: usize = 16;
+/// Images computed together: one lane each in every vector (see [`LANES`]).
+pub(crate) const IMAGES_PER_CHUNK: usize = LANES;
+
+/// Tiles whose transforms go through the products together (of each of the chunk's images): wide
+/// enough products, and `V`, `M` and `dV` small enough to stay in the core's caches.
+const TILES_PER_GROUP: usize = 25;
 
 /// Positions of a transformed 4x4 tile.
 const TILE: usize = 16;
-
-/// `Bᵀ`, `G` and `Aᵀ` of the module documentation, and their transposes for the backward pass.
-const BT: [[f32; 4]; 4] = [
-    [1.0, 0.0, -1.0, 0.0],
-    [0.0, 1.0, 1.0, 0.0],
-    [0.0, -1.0, 1.0, 0.0],
-    [0.0, 1.0, 0.0, -1.0],
-];
-const G: [[f32; 3]; 4] = [
-    [1.0, 0.0, 0.0],
-    [0.5, 0.5, 0.5],
-    [0.5, -0.5, 0.5],
-    [0.0, 0.0, 1.0],
-];
-const AT: [[f32; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
-const B: [[f32; 4]; 4] = transposed(BT);
-const GT: [[f32; 4]; 3] = transposed(G);
-const A: [[f32; 2]; 4] = transposed(AT);
-
-const fn transposed<const M: usize, const N: usize>(m: [[f32; N]; M]) -> [[f32; M]; N] {
-    let mut t = [[0.0; M]; N];
-    let mut i = 0;
-    while i < M {
-        let mut j = 0;
-        while j < N {
-            t[j][i] = m[i][j];
-            j += 1;
-        }
-        i += 1;
-    }
-    t
-}
 
 /// Whether a convolution of this shape can be computed by F(2x2, 3x3), and if not why.
 pub fn check(shape: &ConvShape) -> Result<(), String> {
@@ -124,6 +97,7 @@ pub fn product_flops(shape: &ConvShape) -> u64 {
     2 * (TILE * shape.out_channels * shape.in_channels * tiles) as u64
 }
 
+/// How the 2x2 blocks of outputs tile an image.
 /// How the 2x2 blocks of outputs tile an image.
 #[derive(Clone, Copy)]
 struct Tiles {
@@ -155,6 +129,11 @@ impl Tiles {
         (2 * self.rows + 2) * self.plane_width()
     }
 
+    /// Pixels of a plane of output blocks.
+    fn output_pixels(&self) -> usize {
+        4 * self.per_image()
+    }
+
     /// Where an input channel lies in an input plane: inside its border of `padding` pixels.
     fn image_region(&self) -> Region {
         let s = &self.shape;
@@ -177,177 +156,310 @@ impl Tiles {
         }
     }
 
-    /// Tile `t`'s 16 entries in `V` or `M` `(16, channels, tiles·images)`, for channel `channel`
-    /// of the chunk's `images` images side by side: entry `(i, j)` is `ξ = 4·i + j`.
-    fn transformed(&self, t: usize, channel: usize, channels: usize, images: usize) -> Entries {
-        let columns = images * self.per_image();
-        Entries {
-            start: channel * columns + t * images,
-            down: 4 * channels * columns,
-            across: channels * columns,
-            lanes: images,
-        }
+    /// The groups of tiles whose products are computed together: consecutive tiles,
+    /// [`TILES_PER_GROUP`] at most.
+    fn groups(&self) -> impl Iterator<Item = Range<usize>> {
+        let tiles = self.per_image();
+        (0..tiles)
+            .step_by(TILES_PER_GROUP)
+            .map(move |first| first..tiles.min(first + TILES_PER_GROUP))
     }
 
-    /// The pixels of tile `(ty, tx)`'s block in a plane `width` pixels across, images innermost.
-    fn block(&self, (ty, tx): (usize, usize), width: usize, images: usize) -> Entries {
-        Entries {
-            start: (2 * ty * width + 2 * tx) * images,
-            down: width * images,
-            across: images,
-            lanes: images,
-        }
-    }
-
-    /// Every tile: its index `t` and its position `(ty, tx)`.
+    /// The tiles of `group`: each one's index in the group and its position `(ty, tx)`.
     #[inline(always)]
-    fn all(&self) -> impl Iterator<Item = (usize, usize, usize)> {
-        let cols = self.cols;
-        (0..self.per_image()).map(move |t| (t, t / cols, t % cols))
+    fn of(&self, group: &Range<usize>) -> impl Iterator<Item = (usize, (usize, usize))> {
+        let (first, cols) = (group.start, self.cols);
+        group
+            .clone()
+            .map(move |t| (t - first, (t / cols, t % cols)))
     }
 }
 
-/// Where the lanes of a small matrix's entries lie in a buffer: entry `(a, b)`'s are
-/// `start + a·down + b·across ..` and `lanes` long.
-#[derive(Clone, Copy)]
-struct Entries {
-    start: usize,
-    down: usize,
-    across: usize,
-    lanes: usize,
-}
-
-impl Entries {
-    fn get(&self, a: usize, b: usize) -> std::ops::Range<usize> {
-        let start = self.start + a * self.down + b * self.across;
-        start..start + self.lanes
-    }
-}
-
-/// Lanes computed together: one vector register of `f32`.
+/// Lanes computed together: one AVX2 vector register of `f32`.
 const LANES: usize = 8;
 
-/// `Y = L·X·Rᵀ` in every lane, `X` `(N1, N2)` and `Y` `(M1, M2)` where `x` and `y` say; `Y` is
-/// added onto what `y` holds if `accumulate`. Eight lanes at a time, each read once and written
-/// once; the matrices are constants, so the zero entries' terms vanish when this is compiled.
+/// One value of each of a chunk's images (or of [`LANES`] filters): what every step below
+/// computes on.
+type Lanes = [f32; LANES];
+
+/// Where one channel's entries lie in `V`, `M` or their gradients `(16, channels, block
+/// tiles·lanes)` seen as vectors of lanes: entry `ξ` of the block's tile `t` is
+/// `start + ξ·per_entry + t`.
+#[derive(Clone, Copy)]
+struct Transformed {
+    start: usize,
+    per_entry: usize,
+}
+
+impl Transformed {
+    fn new(channel: usize, channels: usize) -> Self {
+        Transformed {
+            start: channel * TILES_PER_GROUP,
+            per_entry: channels * TILES_PER_GROUP,
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, xi: usize, t: usize) -> usize {
+        self.start + xi * self.per_entry + t
+    }
+}
+
+/// `values` as vectors of lanes.
 #[inline(always)]
-fn two_sided<const M1: usize, const N1: usize, const M2: usize, const N2: usize>(
-    left: &[[f32; N1]; M1],
-    right: &[[f32; N2]; M2],
-    (x, x_at): (&[f32], Entries),
-    (y, y_at): (&mut [f32], Entries),
-    accumulate: bool,
+fn vectors(values: &[f32]) -> &[Lanes] {
+    values.as_chunks().0
+}
+
+/// `values` as vectors of lanes, to write.
+#[inline(always)]
+fn vectors_mut(values: &mut [f32]) -> &mut [Lanes] {
+    values.as_chunks_mut().0
+}
+
+/// Lane-by-lane arithmetic on vectors of lanes: plain loops the compiler turns into one vector
+/// instruction each. (Plain loops here and below, not `array::from_fn` or iterator adapters:
+/// what is not inlined into the AVX2 functions is compiled without AVX2.)
+#[inline(always)]
+fn lanewise(x: Lanes, y: Lanes, op: impl Fn(f32, f32) -> f32) -> Lanes {
+    let mut out = x;
+    for (out, &y) in out.iter_mut().zip(&y) {
+        *out = op(*out, y);
+    }
+    out
+}
+
+#[inline(always)]
+fn add(x: Lanes, y: Lanes) -> Lanes {
+    lanewise(x, y, |x, y| x + y)
+}
+
+#[inline(always)]
+fn sub(x: Lanes, y: Lanes) -> Lanes {
+    lanewise(x, y, |x, y| x - y)
+}
+
+#[inline(always)]
+fn half(x: Lanes) -> Lanes {
+    lanewise(x, x, |x, _| 0.5 * x)
+}
+
+#[inline(always)]
+fn neg(x: Lanes) -> Lanes {
+    lanewise(x, x, |x, _| -x)
+}
+
+// Each transform's one-dimensional step, `x ↦ L·x` for one of the matrices of the module
+// documentation written out row by row (the tests check them against the matrices).
+
+/// `Bᵀ·d`
+#[inline(always)]
+fn input_step([d0, d1, d2, d3]: [Lanes; 4]) -> [Lanes; 4] {
+    [sub(d0, d2), add(d1, d2), sub(d2, d1), sub(d1, d3)]
+}
+
+/// `Aᵀ·m`
+#[inline(always)]
+fn output_step([m0, m1, m2, m3]: [Lanes; 4]) -> [Lanes; 2] {
+    [add(add(m0, m1), m2), sub(sub(m1, m2), m3)]
+}
+
+/// `G·g`
+#[inline(always)]
+fn filter_step([g0, g1, g2]: [Lanes; 3]) -> [Lanes; 4] {
+    [
+        g0,
+        half(add(add(g0, g1), g2)),
+        half(add(sub(g0, g1), g2)),
+        g2,
+    ]
+}
+
+/// `A·dy`, the transpose of [`output_step`]
+#[inline(always)]
+fn output_grad_step([y0, y1]: [Lanes; 2]) -> [Lanes; 4] {
+    [y0, add(y0, y1), sub(y0, y1), neg(y1)]
+}
+
+/// `B·dv`, the transpose of [`input_step`]
+#[inline(always)]
+fn input_grad_step([v0, v1, v2, v3]: [Lanes; 4]) -> [Lanes; 4] {
+    [v0, add(sub(v1, v2), v3), add(sub(v1, v0), v2), neg(v3)]
+}
+
+/// `Gᵀ·du`, the transpose of [`filter_step`]
+#[inline(always)]
+fn filter_grad_step([u0, u1, u2, u3]: [Lanes; 4]) -> [Lanes; 3] {
+    let sum = half(add(u1, u2));
+    [add(u0, sum), half(sub(u1, u2)), add(sum, u3)]
+}
+
+/// `Y = L·X·Lᵀ` in every lane, for the step `x ↦ L·x`: the step on each column of `X` `(N, N)`,
+/// then on each row of the result.
+#[inline(always)]
+fn two_sided<const N: usize, const M: usize>(
+    step: impl Fn([Lanes; N]) -> [Lanes; M],
+    x: &[[Lanes; N]; N],
+) -> [[Lanes; M]; M] {
+    // columns[i][b] = (L·X)(i, b)
+    let mut columns = [[[0.0; LANES]; N]; M];
+    for b in 0..N {
+        let mut column = [[0.0; LANES]; N];
+        for (a, entry) in column.iter_mut().enumerate() {
+            *entry = x[a][b];
+        }
+        for (i, entry) in step(column).iter().enumerate() {
+            columns[i][b] = *entry;
+        }
+    }
+    let mut y = [[[0.0; LANES]; M]; M];
+    for (y, columns) in y.iter_mut().zip(&columns) {
+        *y = step(*columns);
+    }
+    y
+}
+
+/// The `R x C` pixels of a plane `width` pixels across from pixel `(y, x)` down and right.
+#[inline(always)]
+fn block<const R: usize, const C: usize>(
+    plane: &[Lanes],
+    width: usize,
+    (y, x): (usize, usize),
+) -> [[Lanes; C]; R] {
+    let mut values = [[[0.0; LANES]; C]; R];
+    for (a, row) in values.iter_mut().enumerate() {
+        for (b, value) in row.iter_mut().enumerate() {
+            *value = plane[(y + a) * width + x + b];
+        }
+    }
+    values
+}
+
+/// Writes a block into a plane (see [`block`]).
+#[inline(always)]
+fn put_block<const R: usize, const C: usize>(
+    plane: &mut [Lanes],
+    width: usize,
+    (y, x): (usize, usize),
+    values: &[[Lanes; C]; R],
 ) {
-    for first in (0..x_at.lanes).step_by(LANES) {
-        let count = LANES.min(x_at.lanes - first);
-        let mut xs = [[[0.0f32; LANES]; N2]; N1];
-        for (a, row) in xs.iter_mut().enumerate() {
-            for (b, lanes) in row.iter_mut().enumerate() {
-                copy_lanes(&x[x_at.get(a, b)][first..], lanes);
-            }
-        }
-        // (L·X)(i, b) = Σ_a L[i][a]·X(a, b)
-        let mut mid = [[[0.0f32; LANES]; N2]; M1];
-        for (i, l) in left.iter().enumerate() {
-            for (a, &k) in l.iter().enumerate() {
-                if k != 0.0 {
-                    for b in 0..N2 {
-                        for lane in 0..LANES {
-                            mid[i][b][lane] += k * xs[a][b][lane];
-                        }
-                    }
-                }
-            }
-        }
-        // Y(i, j) = Σ_b (L·X)(i, b)·R[j][b]
-        for (i, mid) in mid.iter().enumerate() {
-            for (j, r) in right.iter().enumerate() {
-                let to = &mut y[y_at.get(i, j)][first..first + count];
-                let mut out = [0.0f32; LANES];
-                if accumulate {
-                    copy_lanes(to, &mut out);
-                }
-                for (b, &k) in r.iter().enumerate() {
-                    if k != 0.0 {
-                        for lane in 0..LANES {
-                            out[lane] += k * mid[b][lane];
-                        }
-                    }
-                }
-                copy_lanes(&out, to);
-            }
+    for (a, row) in values.iter().enumerate() {
+        for (b, value) in row.iter().enumerate() {
+            plane[(y + a) * width + x + b] = *value;
         }
     }
 }
 
-/// Copies as many values as the shorter of the two holds: a whole block of lanes as one vector
-/// move (a length the compiler knows), a shorter one value by value.
+/// The 16 transformed entries of a block's tile `t`, from one channel's rows.
 #[inline(always)]
-fn copy_lanes(from: &[f32], to: &mut [f32]) {
-    if from.len() >= LANES && to.len() >= LANES {
-        to[..LANES].copy_from_slice(&from[..LANES]);
-    } else {
-        for (to, &v) in to.iter_mut().zip(from) {
-            *to = v;
-        }
+fn tile_entries(values: &[Lanes], at: Transformed, t: usize) -> [[Lanes; 4]; 4] {
+    let mut entries = [[[0.0; LANES]; 4]; 4];
+    for (xi, entry) in entries.as_flattened_mut().iter_mut().enumerate() {
+        *entry = values[at.at(xi, t)];
+    }
+    entries
+}
+
+/// Writes a tile's 16 transformed entries (see [`tile_entries`]).
+#[inline(always)]
+fn put_tile_entries(values: &mut [Lanes], at: Transformed, t: usize, entries: &[[Lanes; 4]; 4]) {
+    for (xi, entry) in entries.as_flattened().iter().enumerate() {
+        values[at.at(xi, t)] = *entry;
     }
 }
 
-/// One core's buffers for a chunk of images.
+/// [`later_wins`](super::max_pool::later_wins) in every lane: the value and index of `second`
+/// where its value is larger or NaN, of `first` elsewhere (as one vector comparison and two
+/// blends).
+#[inline(always)]
+fn later_wins_lanes(
+    first: (Lanes, [u32; LANES]),
+    second: (Lanes, [u32; LANES]),
+) -> (Lanes, [u32; LANES]) {
+    let mut won = first;
+    for lane in 0..LANES {
+        let (a, b) = (first.0[lane], second.0[lane]);
+        let later = (b > a) | b.is_nan();
+        won.0[lane] = if later { b } else { a };
+        won.1[lane] = if later { second.1[lane] } else { first.1[lane] };
+    }
+    won
+}
+
+/// One core's buffers for a chunk of images. A chunk has [`LANES`] lanes however many images it
+/// holds: the lanes of missing images are zeros, so that they add nothing to `dU`.
 #[derive(Default)]
 pub(crate) struct ChunkBuffers {
-    /// `V`, `(16, in_channels, chunk tiles)`
+    /// `V` of a block of tiles, `(16, in_channels, TILES_PER_GROUP·lanes)`
     transformed_input: Array3<f32>,
-    /// `M` in the forward pass, `dM` in the backward pass: `(16, out_channels, chunk tiles)`
+    /// `M` in the forward pass, `dM` in the backward pass: `(16, out_channels,
+    /// TILES_PER_GROUP·lanes)`
     products: Array3<f32>,
-    /// `dV`, `(16, in_channels, chunk tiles)`
+    /// `dV`, `(16, in_channels, TILES_PER_GROUP·lanes)`
     transformed_input_grad: Array3<f32>,
-    /// One input channel of the chunk, `(plane pixels, images)`: its border is never written
-    input_plane: Vec<f32>,
-    /// One channel of `dX`, `(plane pixels, images)`
-    input_grad_plane: Vec<f32>,
-    /// One channel of the output blocks `Y`, `(2·tile_rows · 2·tile_cols, images)`
-    output_plane: Vec<f32>,
-    /// One channel of `dY`, the same shape: the overhang of odd-sized outputs is never written
-    output_grad_plane: Vec<f32>,
-    /// The lanes of the weight transforms, one row per tap or entry
-    lanes: Vec<f32>,
-    /// One channel's pooled values (forward) or their gradients (backward), `(tiles, images)`
+    /// Every input channel of the chunk, `(in_channels, plane pixels, lanes)`: the border is
+    /// never written
+    input_planes: Vec<f32>,
+    /// `dX`, the same shape
+    input_grad_planes: Vec<f32>,
+    /// The output blocks `Y` or their gradient `dY`, `(out_channels, 2·tile_rows · 2·tile_cols,
+    /// lanes)`: the overhang of odd-sized outputs is never written
+    output_planes: Vec<f32>,
+    /// The pooled values (forward) or their gradients (backward), `(out_channels, tiles, lanes)`
     pooled: Vec<f32>,
-    /// One channel's pooled values after the ReLU, its mask in the backward pass,
-    /// `(tiles, images)`
+    /// The pooled values after the ReLU, its mask in the backward pass, the same shape
     pooled_relu: Vec<f32>,
-    /// The winners of `pooled`, `(tiles, images)`
+    /// The winners of `pooled`, the same shape
     winners: Vec<u32>,
-    /// Images and geometry the planes were made for
-    made_for: Option<(usize, usize, usize)>,
+    /// The taps of the filters, one row per tap (see [`transform_weights`])
+    taps: Vec<f32>,
+    /// The layer the buffers were made for
+    made_for: Option<ConvShape>,
 }
 
 impl ChunkBuffers {
-    /// Shapes the buffers for `images` images (zeroing the planes if their shape changes).
-    fn prepare(&mut self, tiles: &Tiles, images: usize) {
+    /// Shapes the buffers for a layer (zeroed when the layer's shape changes).
+    fn prepare(&mut self, tiles: &Tiles) {
         let s = tiles.shape;
-        let columns = images * tiles.per_image();
-        let fit = |buffer: &mut Array3<f32>, rows: usize| {
-            if buffer.dim() != (TILE, rows, columns) {
-                *buffer = Array3::zeros((TILE, rows, columns));
+        if self.made_for == Some(s) {
+            return;
+        }
+        let columns = TILES_PER_GROUP * LANES;
+        self.transformed_input = Array3::zeros((TILE, s.in_channels, columns));
+        self.products = Array3::zeros((TILE, s.out_channels, columns));
+        self.transformed_input_grad = Array3::zeros((TILE, s.in_channels, columns));
+        let input = s.in_channels * tiles.plane_pixels() * LANES;
+        self.input_planes = vec![0.0; input];
+        self.input_grad_planes = vec![0.0; input];
+        self.output_planes = vec![0.0; s.out_channels * tiles.output_pixels() * LANES];
+        let pooled = s.out_channels * tiles.per_image() * LANES;
+        self.pooled = vec![0.0; pooled];
+        self.pooled_relu = vec![0.0; pooled];
+        self.winners = vec![0; pooled];
+        self.made_for = Some(s);
+    }
+}
+
+/// `L·F·Lᵀ` for the step `x ↦ L·x` and each of `count` small square matrices `F`, stored entry by entry:
+/// entry `(a, b)` of matrix `f` at `from[(a·N + b)·count + f]`, entry `(i, j)` of its result at
+/// `to[(i·M + j)·count + f]`. [`LANES`] matrices at a time.
+fn each_filter<const M: usize, const N: usize>(
+    step: impl Fn([Lanes; N]) -> [Lanes; M],
+    from: &[f32],
+    to: &mut [f32],
+    count: usize,
+) {
+    for first in (0..count).step_by(LANES) {
+        let lanes = LANES.min(count - first);
+        let mut f = [[[0.0; LANES]; N]; N];
+        for (a, row) in f.iter_mut().enumerate() {
+            for (b, entry) in row.iter_mut().enumerate() {
+                entry[..lanes].copy_from_slice(&from[(a * N + b) * count + first..][..lanes]);
             }
-        };
-        fit(&mut self.transformed_input, s.in_channels);
-        fit(&mut self.products, s.out_channels);
-        fit(&mut self.transformed_input_grad, s.in_channels);
-        let geometry = (images, s.height + 2 * s.padding, s.width + 2 * s.padding);
-        if self.made_for != Some(geometry) {
-            let input = tiles.plane_pixels() * images;
-            let output = 4 * tiles.per_image() * images;
-            self.input_plane = vec![0.0; input];
-            self.input_grad_plane = vec![0.0; input];
-            self.output_plane = vec![0.0; output];
-            self.output_grad_plane = vec![0.0; output];
-            self.pooled = vec![0.0; tiles.per_image() * images];
-            self.pooled_relu = vec![0.0; tiles.per_image() * images];
-            self.winners = vec![0; tiles.per_image() * images];
-            self.made_for = Some(geometry);
+        }
+        let result = two_sided(&step, &f);
+        for (e, entry) in result.as_flattened().iter().enumerate() {
+            to[e * count + first..][..lanes].copy_from_slice(&entry[..lanes]);
         }
     }
 }
@@ -364,20 +476,15 @@ pub(crate) fn transform_weights(
     if u.dim() != (TILE, outs, ins) {
         *u = Array3::zeros((TILE, outs, ins));
     }
-    // Tap (ky, kx) of filter (o, c) into lane o·in_channels + c of row 3·ky + kx.
-    let lanes = outs * ins;
-    buffers.lanes.resize(9 * lanes, 0.0);
+    // Tap (ky, kx) of filter (o, c) into column o·in_channels + c of row 3·ky + kx.
+    let count = outs * ins;
+    let taps = &mut buffers.taps;
+    taps.resize(9 * count, 0.0);
     for ((o, tap), &w) in weight.indexed_iter() {
-        buffers.lanes[(tap % 9) * lanes + o * ins + tap / 9] = w;
+        taps[(tap % 9) * count + o * ins + tap / 9] = w;
     }
     let u = u.as_slice_mut().expect("standard layout");
-    two_sided(
-        &G,
-        &G,
-        (&buffers.lanes, packed(lanes, 3)),
-        (u, packed(lanes, 4)),
-        false,
-    );
+    each_filter(filter_step, taps, u, count);
 }
 
 /// `dg = Gᵀ·dU·G` for every filter and input channel: `du` `(16, out_channels, in_channels)` into
@@ -388,27 +495,17 @@ pub(crate) fn weight_grad(
     buffers: &mut ChunkBuffers,
 ) {
     let (_, outs, ins) = du.dim();
-    let lanes = outs * ins;
-    buffers.lanes.resize(9 * lanes, 0.0);
-    two_sided(
-        &GT,
-        &GT,
-        (du.as_slice().expect("standard layout"), packed(lanes, 4)),
-        (&mut buffers.lanes, packed(lanes, 3)),
-        false,
+    let count = outs * ins;
+    let taps = &mut buffers.taps;
+    taps.resize(9 * count, 0.0);
+    each_filter(
+        filter_grad_step,
+        du.as_slice().expect("standard layout"),
+        taps,
+        count,
     );
     for ((o, tap), g) in grad_weight.indexed_iter_mut() {
-        *g = buffers.lanes[(tap % 9) * lanes + o * ins + tap / 9];
-    }
-}
-
-/// A small matrix with `width` columns stored entry after entry, `lanes` values each.
-fn packed(lanes: usize, width: usize) -> Entries {
-    Entries {
-        start: 0,
-        down: width * lanes,
-        across: lanes,
-        lanes,
+        *g = taps[(tap % 9) * count + o * ins + tap / 9];
     }
 }
 
@@ -483,18 +580,24 @@ impl Region {
 }
 
 /// The channel starting at value `first` of every image's row of `rows` `(images, row_len)` into
-/// `region` of a plane `(pixels, images)`.
+/// `region` of a plane `(pixels, lanes)`, zeros in the lanes of images the chunk does not have.
 #[inline(always)]
 fn to_plane<T: Copy + Default>(rows: ArrayView2<T>, first: usize, region: Region, plane: &mut [T]) {
     let (images, row_len) = rows.dim();
     let rows = rows.as_slice().expect("contiguous rows");
     for (value, pixel, len) in region.runs() {
         let from = (&rows[first + value..], row_len);
-        copy_transposed(from, (&mut plane[pixel * images..], images), images, len);
+        let to = &mut plane[pixel * LANES..][..len * LANES];
+        copy_transposed(from, (to, LANES), images, len);
+        if images < LANES {
+            for lanes in to.chunks_exact_mut(LANES) {
+                lanes[images..].fill(T::default());
+            }
+        }
     }
 }
 
-/// `region` of a plane `(pixels, images)` into the channel starting at value `first` of every
+/// `region` of a plane `(pixels, lanes)` into the channel starting at value `first` of every
 /// image's row of `rows` `(images, row_len)`.
 #[inline(always)]
 fn from_plane(plane: &[f32], region: Region, first: usize, mut rows: ArrayViewMut2<f32>) {
@@ -502,27 +605,40 @@ fn from_plane(plane: &[f32], region: Region, first: usize, mut rows: ArrayViewMu
     let rows = rows.as_slice_mut().expect("contiguous rows");
     for (value, pixel, len) in region.runs() {
         let to = (&mut rows[first + value..], row_len);
-        copy_transposed((&plane[pixel * images..], images), to, len, images);
+        copy_transposed((&plane[pixel * LANES..], LANES), to, len, images);
     }
 }
 
-/// `V = Bᵀ·d·B` for every tile `d` of every channel of the chunk's images `(images, C·H·W)`.
+/// Every channel of the chunk's images `(images, C·H·W)` into its input plane, images innermost,
+/// inside the zero border.
 #[inline(always)]
-fn transform_input(tiles: &Tiles, images: ArrayView2<f32>, buffers: &mut ChunkBuffers) {
-    let s = tiles.shape;
-    let (n, width) = (images.nrows(), tiles.plane_width());
+fn fill_input_planes(tiles: &Tiles, images: ArrayView2<f32>, buffers: &mut ChunkBuffers) {
+    let s = &tiles.shape;
+    let planes = buffers
+        .input_planes
+        .chunks_exact_mut(tiles.plane_pixels() * LANES);
+    for (c, plane) in planes.enumerate() {
+        to_plane(images, c * s.height * s.width, tiles.image_region(), plane);
+    }
+}
+
+/// `V = Bᵀ·d·B` for every tile `d` of `block` in every input plane.
+#[inline(always)]
+fn transform_input(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffers) {
+    let channels = tiles.shape.in_channels;
+    let width = tiles.plane_width();
     let v = buffers
         .transformed_input
         .as_slice_mut()
         .expect("standard layout");
-    let plane = &mut buffers.input_plane;
-    for c in 0..s.in_channels {
-        // The channel's pixels, images innermost, inside the zero border.
-        to_plane(images, c * s.height * s.width, tiles.image_region(), plane);
-        for (t, ty, tx) in tiles.all() {
-            let tile = tiles.block((ty, tx), width, n);
-            let at = tiles.transformed(t, c, s.in_channels, n);
-            two_sided(&BT, &BT, (plane, tile), (v, at), false);
+    let planes = buffers
+        .input_planes
+        .chunks_exact(tiles.plane_pixels() * LANES);
+    for (c, plane) in planes.enumerate() {
+        let (plane, at) = (vectors(plane), Transformed::new(c, channels));
+        for (t, (ty, tx)) in tiles.of(group) {
+            let d = block::<4, 4>(plane, width, (2 * ty, 2 * tx));
+            put_tile_entries(vectors_mut(v), at, t, &two_sided(input_step, &d));
         }
     }
 }
@@ -559,8 +675,8 @@ pub(crate) enum ChunkGrad<'a> {
     },
 }
 
-/// The forward pass of a chunk of images `(images, C·H·W)`: their `Z = conv(X) + b`, or its
-/// pooling, into `output`, given `U` from [`transform_weights`].
+/// The forward pass of a chunk of at most [`IMAGES_PER_CHUNK`] images `(images, C·H·W)`: their
+/// `Z = conv(X) + b`, or its pooling, into `output`, given `U` from [`transform_weights`].
 pub(crate) fn forward_chunk(
     shape: &ConvShape,
     u: &Array3<f32>,
@@ -601,103 +717,103 @@ fn forward_chunk_body(
     output: ChunkOutput,
 ) {
     let tiles = Tiles::new(shape);
-    buffers.prepare(&tiles, images.nrows());
-    transform_input(&tiles, images, buffers);
-    for xi in 0..TILE {
-        matmul(
-            u.index_axis(Axis(0), xi),
-            buffers.transformed_input.index_axis(Axis(0), xi),
-            false,
-            buffers.products.index_axis_mut(Axis(0), xi),
-        );
-    }
-    transform_output(&tiles, bias, buffers, output);
-}
-
-/// `Y = Aᵀ·M·A` for every tile, into the channel's plane of blocks; then, plus the bias, where
-/// each value lies in its image's output, or pooled.
-#[inline(always)]
-fn transform_output(tiles: &Tiles, bias: &[f32], buffers: &mut ChunkBuffers, output: ChunkOutput) {
-    let mut z = match output {
-        ChunkOutput::Values(z) => z,
-        ChunkOutput::Pooled(y, winners) => return pool_output(tiles, bias, buffers, y, winners),
-    };
-    let (shape, n) = (&tiles.shape, z.nrows());
-    let (out_h, out_w, blocks_w) = (shape.out_height(), shape.out_width(), 2 * tiles.cols);
-    let m = buffers.products.as_slice().expect("standard layout");
-    let plane = &mut buffers.output_plane;
-    for (o, &b) in bias.iter().enumerate() {
-        for (t, ty, tx) in tiles.all() {
-            let at = tiles.transformed(t, o, shape.out_channels, n);
-            let out = tiles.block((ty, tx), blocks_w, n);
-            two_sided(&AT, &AT, (m, at), (plane, out), false);
-        }
-        let channel = o * out_h * out_w;
-        from_plane(plane, tiles.output_region(), channel, z.view_mut());
-        for mut z in z.rows_mut() {
-            let z = &mut z.as_slice_mut().expect("contiguous rows")[channel..][..out_h * out_w];
-            z.iter_mut().for_each(|z| *z += b);
-        }
-    }
-}
-
-/// [`transform_output`] with the pooling over each tile's block: for each tile, its four values
-/// plus the bias, the largest (PyTorch's scan: a later value wins only if larger or NaN) into the
-/// pooled values `(images, out_channels·tiles)` and its index in the image's `Z` into `winners`.
-#[inline(always)]
-fn pool_output(
-    tiles: &Tiles,
-    bias: &[f32],
-    buffers: &mut ChunkBuffers,
-    mut y: ArrayViewMut2<f32>,
-    winners: &mut [u32],
-) {
-    let (shape, n) = (&tiles.shape, y.nrows());
-    let (out_w, blocks_w, per_image) = (shape.out_width(), 2 * tiles.cols, tiles.per_image());
-    let row_len = y.ncols();
-    let y = y.as_slice_mut().expect("contiguous rows");
-    let m = buffers.products.as_slice().expect("standard layout");
-    let plane = &mut buffers.output_plane;
-    for (o, &b) in bias.iter().enumerate() {
-        for (t, ty, tx) in tiles.all() {
-            let at = tiles.transformed(t, o, shape.out_channels, n);
-            two_sided(
-                &AT,
-                &AT,
-                (m, at),
-                (plane, tiles.block((ty, tx), blocks_w, n)),
+    buffers.prepare(&tiles);
+    fill_input_planes(&tiles, images, buffers);
+    let pooled = matches!(output, ChunkOutput::Pooled(..));
+    for group in tiles.groups() {
+        transform_input(&tiles, &group, buffers);
+        let columns = group.len() * LANES;
+        for xi in 0..TILE {
+            matmul(
+                u.index_axis(Axis(0), xi),
+                buffers.transformed_input.slice(s![xi, .., ..columns]),
                 false,
+                buffers.products.slice_mut(s![xi, .., ..columns]),
             );
-            // The block's four values, images side by side, and their indices in Z.
-            let top_left = 2 * ty * blocks_w + 2 * tx;
-            let value = |a: usize, x: usize| &plane[(top_left + a * blocks_w + x) * n..][..n];
-            let (v00, v01, v10, v11) = (value(0, 0), value(0, 1), value(1, 0), value(1, 1));
+        }
+        transform_output(&tiles, &group, bias, pooled, buffers);
+    }
+    write_output(&tiles, bias, buffers, output);
+}
+
+/// `Y = Aᵀ·M·A` for every tile of `block` of every output channel, into the channel's plane of
+/// blocks; or, if `pooled`, each tile's four values plus the bias pooled: the largest (PyTorch's
+/// scan: a later value wins only if larger or NaN) and its index in the image's `Z`.
+#[inline(always)]
+fn transform_output(
+    tiles: &Tiles,
+    group: &Range<usize>,
+    bias: &[f32],
+    pooled: bool,
+    buffers: &mut ChunkBuffers,
+) {
+    let shape = &tiles.shape;
+    let (out_w, blocks_w) = (shape.out_width(), 2 * tiles.cols);
+    let m = vectors(buffers.products.as_slice().expect("standard layout"));
+    let planes = vectors_mut(&mut buffers.output_planes);
+    let (pooled_values, winners) = (
+        vectors_mut(&mut buffers.pooled),
+        buffers.winners.as_chunks_mut::<LANES>().0,
+    );
+    for (o, &b) in bias.iter().enumerate() {
+        let at = Transformed::new(o, shape.out_channels);
+        let plane = &mut planes[o * tiles.output_pixels()..][..tiles.output_pixels()];
+        for (t, (ty, tx)) in tiles.of(group) {
+            let mut y = two_sided(output_step, &tile_entries(m, at, t));
+            if !pooled {
+                put_block(plane, blocks_w, (2 * ty, 2 * tx), &y);
+                continue;
+            }
+            for y in y.as_flattened_mut() {
+                for y in y {
+                    *y += b;
+                }
+            }
+            // The indices in Z of the block's four values.
             let first = (o * shape.out_pixels() + 2 * ty * out_w + 2 * tx) as u32;
             let below = first + out_w as u32;
-            let pooled = &mut buffers.pooled[t * n..][..n];
-            let won = &mut buffers.winners[t * n..][..n];
-            let lanes = v00.iter().zip(v01).zip(v10.iter().zip(v11));
-            for ((pooled, won), ((&y00, &y01), (&y10, &y11))) in
-                pooled.iter_mut().zip(won.iter_mut()).zip(lanes)
-            {
-                let upper = later_wins((y00 + b, first), (y01 + b, first + 1));
-                let lower = later_wins((y10 + b, below), (y11 + b, below + 1));
-                (*pooled, *won) = later_wins(upper, lower);
+            let value = |a: usize, x: usize, index: u32| (y[a][x], [index; LANES]);
+            let upper = later_wins_lanes(value(0, 0, first), value(0, 1, first + 1));
+            let lower = later_wins_lanes(value(1, 0, below), value(1, 1, below + 1));
+            let at = o * tiles.per_image() + group.start + t;
+            (pooled_values[at], winners[at]) = later_wins_lanes(upper, lower);
+        }
+    }
+}
+
+/// The chunk's outputs from the planes of blocks into `Z` plus the bias, or the pooled values and
+/// their winners into theirs.
+#[inline(always)]
+fn write_output(tiles: &Tiles, bias: &[f32], buffers: &ChunkBuffers, output: ChunkOutput) {
+    let shape = &tiles.shape;
+    let per_image = tiles.per_image();
+    match output {
+        ChunkOutput::Values(mut z) => {
+            let planes = buffers
+                .output_planes
+                .chunks_exact(tiles.output_pixels() * LANES);
+            for ((o, &b), plane) in bias.iter().enumerate().zip(planes) {
+                let channel = o * shape.out_pixels();
+                from_plane(plane, tiles.output_region(), channel, z.view_mut());
+                for mut z in z.rows_mut() {
+                    let z = &mut z.as_slice_mut().expect("contiguous rows");
+                    z[channel..][..shape.out_pixels()]
+                        .iter_mut()
+                        .for_each(|z| *z += b);
+                }
             }
         }
-        let (pooled, won) = (&buffers.pooled[..], &buffers.winners[..]);
-        copy_transposed(
-            (pooled, n),
-            (&mut y[o * per_image..], row_len),
-            per_image,
-            n,
-        );
-        copy_transposed(
-            (won, n),
-            (&mut winners[o * per_image..], row_len),
-            per_image,
-            n,
-        );
+        ChunkOutput::Pooled(mut y, winners) => {
+            let (n, row_len) = y.dim();
+            let y = y.as_slice_mut().expect("contiguous rows");
+            for o in 0..shape.out_channels {
+                let (from, to) = (o * per_image * LANES, o * per_image);
+                let pooled = (&buffers.pooled[from..], LANES);
+                copy_transposed(pooled, (&mut y[to..], row_len), per_image, n);
+                let won = (&buffers.winners[from..], LANES);
+                copy_transposed(won, (&mut winners[to..], row_len), per_image, n);
+            }
+        }
     }
 }
 
@@ -736,11 +852,9 @@ type BackwardArgs<'a, 'b> = (
 );
 
 /// [`backward_chunk`] compiled for the CPU's AVX2 vector units (8 lanes of `f32` a register, and
-/// 16 registers: a block of a tile's lanes) instead of the baseline x86-64 ones (4 lanes). The
-/// transforms are additions and multiplications by constants, which give the same bits either
-/// way (Rust never fuses them into FMAs on its own). Measured on the fast recipe's layer
-/// (`cargo bench --bench kernels -- "fast 24"`): forward 4.1-4.9 ms against 5.8-6.1 ms per 128
-/// images; the backward pass differed by less than the noise.
+/// 16 registers) instead of the baseline x86-64 ones (4 lanes). The transforms are additions and
+/// multiplications by constants, which give the same bits either way (Rust never fuses them into
+/// FMAs on its own).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn backward_chunk_avx2(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
@@ -751,117 +865,233 @@ fn backward_chunk_avx2(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
 fn backward_chunk_body(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
     let (images, grad_output, buffers, du, accumulate, grad_input) = args;
     let tiles = Tiles::new(shape);
-    buffers.prepare(&tiles, images.nrows());
-    transform_output_grad(&tiles, grad_output, buffers);
+    buffers.prepare(&tiles);
+    let pooled = read_output_grad(&tiles, grad_output, buffers);
     // V again: recomputing it costs less than keeping a batch's V in memory.
-    transform_input(&tiles, images, buffers);
+    fill_input_planes(&tiles, images, buffers);
+    if grad_input.is_some() {
+        buffers.input_grad_planes.fill(0.0);
+    }
     if du.dim() != (TILE, shape.out_channels, shape.in_channels) {
         *du = Array3::zeros((TILE, shape.out_channels, shape.in_channels));
     }
-    let dm = &buffers.products;
-    for xi in 0..TILE {
-        let dm = dm.index_axis(Axis(0), xi);
-        let v = buffers.transformed_input.index_axis(Axis(0), xi);
-        // dU[ξ] = dM[ξ]·V[ξ]ᵀ: (out_channels, columns)·(columns, in_channels)
-        matmul(dm, v.t(), accumulate, du.index_axis_mut(Axis(0), xi));
+    for (g, group) in tiles.groups().enumerate() {
+        transform_output_grad(&tiles, &group, pooled, buffers);
+        transform_input(&tiles, &group, buffers);
+        let columns = group.len() * LANES;
+        let dm = buffers.products.slice(s![.., .., ..columns]);
+        let v = buffers.transformed_input.slice(s![.., .., ..columns]);
+        for xi in 0..TILE {
+            // dU[ξ] = dM[ξ]·V[ξ]ᵀ: (out_channels, columns)·(columns, in_channels)
+            let (dm, v) = (dm.index_axis(Axis(0), xi), v.index_axis(Axis(0), xi));
+            matmul(
+                dm,
+                v.t(),
+                accumulate || g > 0,
+                du.index_axis_mut(Axis(0), xi),
+            );
+        }
+        if grad_input.is_none() {
+            continue;
+        }
+        for xi in 0..TILE {
+            // dV[ξ] = U[ξ]ᵀ·dM[ξ]: (in_channels, out_channels)·(out_channels, columns)
+            matmul(
+                u.index_axis(Axis(0), xi).t(),
+                dm.index_axis(Axis(0), xi),
+                false,
+                buffers
+                    .transformed_input_grad
+                    .slice_mut(s![xi, .., ..columns]),
+            );
+        }
+        transform_input_grad(&tiles, &group, buffers);
     }
-    let Some(grad_input) = grad_input else {
-        return;
-    };
-    for xi in 0..TILE {
-        // dV[ξ] = U[ξ]ᵀ·dM[ξ]: (in_channels, out_channels)·(out_channels, columns)
-        matmul(
-            u.index_axis(Axis(0), xi).t(),
-            dm.index_axis(Axis(0), xi),
-            false,
-            buffers.transformed_input_grad.index_axis_mut(Axis(0), xi),
-        );
+    if let Some(mut grad_input) = grad_input {
+        let s = &tiles.shape;
+        let planes = buffers
+            .input_grad_planes
+            .chunks_exact(tiles.plane_pixels() * LANES);
+        for (c, plane) in planes.enumerate() {
+            let channel = c * s.height * s.width;
+            from_plane(plane, tiles.image_region(), channel, grad_input.view_mut());
+        }
     }
-    transform_input_grad(&tiles, buffers, grad_input);
 }
 
-/// `dM = A·dY·Aᵀ` for every tile of every output channel of the chunk's `dZ`
-/// `(images, out_channels·out_h·out_w)` (or of the blocks its pooling's gradient is sent to),
-/// into `dM` `(16, out_channels, tiles·images)`.
+/// The chunk's `dZ` into the planes of output blocks; or, for a pooling whose windows are the
+/// blocks, the windows' gradients (zero where the ReLU after the pooling was off) and winners.
+/// Whether it was the latter.
 #[inline(always)]
-fn transform_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBuffers) {
+fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBuffers) -> bool {
     let s = &tiles.shape;
-    let (out_h, out_w, blocks_w) = (s.out_height(), s.out_width(), 2 * tiles.cols);
-    let dm = buffers.products.as_slice_mut().expect("standard layout");
-    let plane = &mut buffers.output_grad_plane;
     let per_image = tiles.per_image();
-    for o in 0..s.out_channels {
-        let n = match &grad_output {
-            ChunkGrad::Values(dz) => {
-                to_plane(*dz, o * out_h * out_w, tiles.output_region(), plane);
-                dz.nrows()
+    match grad_output {
+        ChunkGrad::Values(dz) => {
+            let planes = buffers
+                .output_planes
+                .chunks_exact_mut(tiles.output_pixels() * LANES);
+            for (o, plane) in planes.enumerate() {
+                to_plane(dz, o * s.out_pixels(), tiles.output_region(), plane);
             }
-            ChunkGrad::Pooled {
-                grad,
-                winners,
-                relu_output,
-            } => {
-                // Each window's gradient onto its winner in the tile's block, zeros elsewhere
-                // (and nothing where the ReLU after the pooling was off).
-                let n = grad.nrows();
-                let pooled = &mut buffers.pooled[..per_image * n];
-                to_plane(*grad, o * per_image, Region::run(per_image), pooled);
-                let won = &mut buffers.winners[..per_image * n];
-                to_plane(*winners, o * per_image, Region::run(per_image), won);
-                if let Some(relu_output) = relu_output {
-                    let on = &mut buffers.pooled_relu[..per_image * n];
-                    to_plane(*relu_output, o * per_image, Region::run(per_image), on);
-                    for (g, &y) in pooled.iter_mut().zip(on.iter()) {
-                        *g = if y > 0.0 { *g } else { 0.0 };
-                    }
+            false
+        }
+        ChunkGrad::Pooled {
+            grad,
+            winners,
+            relu_output,
+        } => {
+            let all = Region::run(s.out_channels * per_image);
+            to_plane(grad, 0, all, &mut buffers.pooled);
+            to_plane(winners, 0, all, &mut buffers.winners);
+            if let Some(relu_output) = relu_output {
+                to_plane(relu_output, 0, all, &mut buffers.pooled_relu);
+                for (g, &y) in buffers.pooled.iter_mut().zip(&buffers.pooled_relu) {
+                    *g = if y > 0.0 { *g } else { 0.0 };
                 }
-                for (t, ty, tx) in tiles.all() {
-                    let top_left = 2 * ty * blocks_w + 2 * tx;
-                    let first = (o * s.out_pixels() + 2 * ty * out_w + 2 * tx) as u32;
-                    let offsets = [0, 1, out_w as u32, out_w as u32 + 1];
-                    for (position, offset) in offsets.into_iter().enumerate() {
-                        let (a, b) = (position / 2, position % 2);
-                        let to = &mut plane[(top_left + a * blocks_w + b) * n..][..n];
-                        let from = pooled[t * n..].iter().zip(&won[t * n..]);
-                        for (to, (&g, &w)) in to.iter_mut().zip(from) {
-                            *to = if w == first + offset { g } else { 0.0 };
+            }
+            true
+        }
+    }
+}
+
+/// `dM = A·dY·Aᵀ` for every tile of `block` of every output channel, `dY` from the planes of
+/// output blocks or, if `pooled`, each window's gradient on its winner and zeros elsewhere.
+#[inline(always)]
+fn transform_output_grad(
+    tiles: &Tiles,
+    group: &Range<usize>,
+    pooled: bool,
+    buffers: &mut ChunkBuffers,
+) {
+    let s = &tiles.shape;
+    let (out_w, blocks_w) = (s.out_width(), 2 * tiles.cols);
+    let dm = vectors_mut(buffers.products.as_slice_mut().expect("standard layout"));
+    let planes = vectors(&buffers.output_planes);
+    let (grads, winners) = (
+        vectors(&buffers.pooled),
+        buffers.winners.as_chunks::<LANES>().0,
+    );
+    for o in 0..s.out_channels {
+        let at = Transformed::new(o, s.out_channels);
+        let plane = &planes[o * tiles.output_pixels()..][..tiles.output_pixels()];
+        for (t, (ty, tx)) in tiles.of(group) {
+            let dy = if pooled {
+                let window = o * tiles.per_image() + group.start + t;
+                let (g, w) = (&grads[window], &winners[window]);
+                let first = (o * s.out_pixels() + 2 * ty * out_w + 2 * tx) as u32;
+                let offsets = [[0, 1], [out_w as u32, out_w as u32 + 1]];
+                let mut dy = [[[0.0; LANES]; 2]; 2];
+                for (dy, offsets) in dy.iter_mut().zip(offsets) {
+                    for (dy, offset) in dy.iter_mut().zip(offsets) {
+                        for ((dy, &g), &w) in dy.iter_mut().zip(g).zip(w) {
+                            *dy = if w == first + offset { g } else { 0.0 };
                         }
                     }
                 }
-                n
-            }
-        };
-        for (t, ty, tx) in tiles.all() {
-            let dy = tiles.block((ty, tx), blocks_w, n);
-            let at = tiles.transformed(t, o, s.out_channels, n);
-            two_sided(&A, &A, (plane, dy), (dm, at), false);
+                dy
+            } else {
+                block::<2, 2>(plane, blocks_w, (2 * ty, 2 * tx))
+            };
+            put_tile_entries(dm, at, t, &two_sided(output_grad_step, &dy));
         }
     }
 }
 
-/// `dd = B·dV·Bᵀ` for every tile, added onto the tile's pixels of a zero plane per channel, whose
-/// middle (the image without its padding) goes into `grad_input` `(images, C·H·W)`.
+/// `dd = B·dV·Bᵀ` for every tile of `block`, added onto the tile's pixels in the input gradient's
+/// planes.
 #[inline(always)]
-fn transform_input_grad(
-    tiles: &Tiles,
-    buffers: &mut ChunkBuffers,
-    mut grad_input: ArrayViewMut2<f32>,
-) {
-    let s = tiles.shape;
-    let (n, width) = (grad_input.nrows(), tiles.plane_width());
-    let dv = buffers
-        .transformed_input_grad
-        .as_slice()
-        .expect("standard layout");
-    let plane = &mut buffers.input_grad_plane;
-    for c in 0..s.in_channels {
-        plane.fill(0.0);
-        for (t, ty, tx) in tiles.all() {
-            let at = tiles.transformed(t, c, s.in_channels, n);
-            let tile = tiles.block((ty, tx), width, n);
-            two_sided(&B, &B, (dv, at), (plane, tile), true);
+fn transform_input_grad(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffers) {
+    let (channels, width) = (tiles.shape.in_channels, tiles.plane_width());
+    let dv = vectors(
+        buffers
+            .transformed_input_grad
+            .as_slice()
+            .expect("standard layout"),
+    );
+    let planes = buffers
+        .input_grad_planes
+        .chunks_exact_mut(tiles.plane_pixels() * LANES);
+    for (c, plane) in planes.enumerate() {
+        let (plane, at) = (vectors_mut(plane), Transformed::new(c, channels));
+        for (t, (ty, tx)) in tiles.of(group) {
+            let corner = (2 * ty, 2 * tx);
+            let mut sum = block::<4, 4>(plane, width, corner);
+            let dd = two_sided(input_grad_step, &tile_entries(dv, at, t));
+            for (sum, dd) in sum.as_flattened_mut().iter_mut().zip(dd.as_flattened()) {
+                *sum = add(*sum, *dd);
+            }
+            put_block(plane, width, corner, &sum);
         }
-        let channel = c * s.height * s.width;
-        from_plane(plane, tiles.image_region(), channel, grad_input.view_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Bᵀ`, `G` and `Aᵀ` of the module documentation, and their transposes.
+    const BT: [[f32; 4]; 4] = [
+        [1.0, 0.0, -1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, -1.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0, -1.0],
+    ];
+    const G: [[f32; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    const AT: [[f32; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+    const B: [[f32; 4]; 4] = transposed(BT);
+    const GT: [[f32; 4]; 3] = transposed(G);
+    const A: [[f32; 2]; 4] = transposed(AT);
+
+    const fn transposed<const M: usize, const N: usize>(m: [[f32; N]; M]) -> [[f32; M]; N] {
+        let mut t = [[0.0; M]; N];
+        let mut i = 0;
+        while i < M {
+            let mut j = 0;
+            while j < N {
+                t[j][i] = m[i][j];
+                j += 1;
+            }
+            i += 1;
+        }
+        t
+    }
+
+    /// Checks `step(x) = matrix·x` in every lane for a few inputs.
+    fn check_step<const M: usize, const N: usize>(
+        step: impl Fn([Lanes; N]) -> [Lanes; M],
+        matrix: [[f32; N]; M],
+    ) {
+        for seed in 0..4 {
+            let mut x = [[0.0; LANES]; N];
+            for (a, entry) in x.iter_mut().enumerate() {
+                for (lane, value) in entry.iter_mut().enumerate() {
+                    // Distinct values of both signs, exact in f32.
+                    *value = ((seed * 31 + a * 7 + lane * 3) % 17) as f32 - 8.25;
+                }
+            }
+            let y = step(x);
+            for (i, row) in matrix.iter().enumerate() {
+                for lane in 0..LANES {
+                    let expected: f32 = row.iter().zip(&x).map(|(m, x)| m * x[lane]).sum();
+                    assert_eq!(y[i][lane], expected, "row {i}, lane {lane}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_step_is_its_matrix() {
+        check_step(input_step, BT);
+        check_step(output_step, AT);
+        check_step(filter_step, G);
+        check_step(input_grad_step, B);
+        check_step(output_grad_step, A);
+        check_step(filter_grad_step, GT);
     }
 }
