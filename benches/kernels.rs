@@ -103,7 +103,42 @@ fn conv2d(c: &mut Criterion) {
             b.iter(|| single_threaded(|| conv.backward(x.view(), dy.view()).len()))
         });
     }
+    // The fast recipe's first layer (1 -> 24 maps, 5x5, 28x28, its pooling and ReLU fused, no
+    // input gradient) on one core's shard.
+    let shape = fast_first_layer();
+    let pool = PoolShape {
+        channels: shape.out_channels,
+        height: shape.out_height(),
+        width: shape.out_width(),
+        kernel: 2,
+        stride: 2,
+    };
+    let x = random(rows, shape.input_len(), &mut rng);
+    let dy = random(rows, pool.output_len(), &mut rng);
+    let mut conv = Conv2d::new(shape, Init::He, &mut rng);
+    conv.set_input_grad_needed(false);
+    assert!(conv.fuse_max_pool(pool) && conv.fuse_relu());
+    group.bench_function(BenchmarkId::new("forward", "fast 1->24 first"), |b| {
+        b.iter(|| single_threaded(|| conv.forward(x.view(), true).sum()))
+    });
+    group.bench_function(BenchmarkId::new("backward", "fast 1->24 first"), |b| {
+        b.iter(|| single_threaded(|| conv.backward(x.view(), dy.view()).len()))
+    });
     group.finish();
+}
+
+/// The fast recipe's `conv 24 5` on the 28x28 digits.
+fn fast_first_layer() -> ConvShape {
+    ConvShape {
+        in_channels: 1,
+        out_channels: 24,
+        height: 28,
+        width: 28,
+        kernel: 5,
+        stride: 1,
+        padding: 0,
+        dilation: 1,
+    }
 }
 
 /// The fast recipe's `conv 32 3` on the 24 pooled 12x12 maps of its first layer.

@@ -58,8 +58,8 @@
 //! odd-sized output, read zeros without a test). Every transform is one function, [`two_sided`]:
 //! `L·X·Lᵀ` computed as a one-dimensional step `x ↦ L·x` on the columns, then on the rows, each
 //! step the rows of its matrix written out. The products go a group of tiles at a time (the
-//! whole image for the fast recipe), so that `V` and `M` stay in the core's caches: column
-//! `t·8 + k` of the group's `V` and `M` is its tile `t` of image `k`.
+//! whole image for the fast recipe): column `t·8 + k` of the group's `V` and `M` is its tile `t`
+//! of image `k`.
 
 use std::ops::Range;
 
@@ -71,8 +71,10 @@ use crate::gemm::matmul;
 /// Images computed together: one lane each in every vector (see [`LANES`]).
 pub(crate) const IMAGES_PER_CHUNK: usize = LANES;
 
-/// Tiles whose transforms go through the products together (of each of the chunk's images): wide
-/// enough products, and `V`, `M` and `dV` small enough to stay in the core's caches.
+/// Tiles whose transforms go through the products together (of each of the chunk's images): the
+/// whole image for the fast recipe's 10x10 output (25 tiles), a bound on `V`, `M` and `dV` for
+/// larger ones (a 28x28 output has 196). Smaller groups measured no faster on the fast recipe's
+/// layer: 13 tiles as fast, 5 slower (narrower products).
 const TILES_PER_GROUP: usize = 25;
 
 /// Positions of a transformed 4x4 tile.
@@ -182,8 +184,8 @@ const LANES: usize = 8;
 /// computes on.
 type Lanes = [f32; LANES];
 
-/// Where one channel's entries lie in `V`, `M` or their gradients `(16, channels, block
-/// tiles·lanes)` seen as vectors of lanes: entry `ξ` of the block's tile `t` is
+/// Where one channel's entries lie in `V`, `M` or their gradients `(16, channels,
+/// TILES_PER_GROUP·lanes)` seen as vectors of lanes: entry `ξ` of the group's tile `t` is
 /// `start + ξ·per_entry + t`.
 #[derive(Clone, Copy)]
 struct Transformed {
@@ -218,8 +220,8 @@ fn vectors_mut(values: &mut [f32]) -> &mut [Lanes] {
 }
 
 /// Lane-by-lane arithmetic on vectors of lanes: plain loops the compiler turns into one vector
-/// instruction each. (Plain loops here and below, not `array::from_fn` or iterator adapters:
-/// what is not inlined into the AVX2 functions is compiled without AVX2.)
+/// instruction each. (Plain loops here and below, not `array::from_fn` or `flatten`, which the
+/// compiler left as calls: what is not inlined into the AVX2 functions runs without AVX2.)
 #[inline(always)]
 fn lanewise(x: Lanes, y: Lanes, op: impl Fn(f32, f32) -> f32) -> Lanes {
     let mut out = x;
@@ -350,7 +352,7 @@ fn put_block<const R: usize, const C: usize>(
     }
 }
 
-/// The 16 transformed entries of a block's tile `t`, from one channel's rows.
+/// The 16 transformed entries of a group's tile `t`, from one channel's rows.
 #[inline(always)]
 fn tile_entries(values: &[Lanes], at: Transformed, t: usize) -> [[Lanes; 4]; 4] {
     let mut entries = [[[0.0; LANES]; 4]; 4];
@@ -390,7 +392,7 @@ fn later_wins_lanes(
 /// holds: the lanes of missing images are zeros, so that they add nothing to `dU`.
 #[derive(Default)]
 pub(crate) struct ChunkBuffers {
-    /// `V` of a block of tiles, `(16, in_channels, TILES_PER_GROUP·lanes)`
+    /// `V` of a group of tiles, `(16, in_channels, TILES_PER_GROUP·lanes)`
     transformed_input: Array3<f32>,
     /// `M` in the forward pass, `dM` in the backward pass: `(16, out_channels,
     /// TILES_PER_GROUP·lanes)`
@@ -402,12 +404,13 @@ pub(crate) struct ChunkBuffers {
     input_planes: Vec<f32>,
     /// `dX`, the same shape
     input_grad_planes: Vec<f32>,
-    /// The output blocks `Y` or their gradient `dY`, `(out_channels, 2·tile_rows · 2·tile_cols,
-    /// lanes)`: the overhang of odd-sized outputs is never written
+    /// The output blocks `Y`, `(out_channels, 2·tile_rows · 2·tile_cols, lanes)`
     output_planes: Vec<f32>,
+    /// Their gradient `dY`, the same shape: the overhang of odd-sized outputs is never written
+    output_grad_planes: Vec<f32>,
     /// The pooled values (forward) or their gradients (backward), `(out_channels, tiles, lanes)`
     pooled: Vec<f32>,
-    /// The pooled values after the ReLU, its mask in the backward pass, the same shape
+    /// The ReLU's output after the pooling, read in the backward pass as its mask, the same shape
     pooled_relu: Vec<f32>,
     /// The winners of `pooled`, the same shape
     winners: Vec<u32>,
@@ -431,7 +434,9 @@ impl ChunkBuffers {
         let input = s.in_channels * tiles.plane_pixels() * LANES;
         self.input_planes = vec![0.0; input];
         self.input_grad_planes = vec![0.0; input];
-        self.output_planes = vec![0.0; s.out_channels * tiles.output_pixels() * LANES];
+        let output = s.out_channels * tiles.output_pixels() * LANES;
+        self.output_planes = vec![0.0; output];
+        self.output_grad_planes = vec![0.0; output];
         let pooled = s.out_channels * tiles.per_image() * LANES;
         self.pooled = vec![0.0; pooled];
         self.pooled_relu = vec![0.0; pooled];
@@ -627,10 +632,12 @@ fn fill_input_planes(tiles: &Tiles, images: ArrayView2<f32>, buffers: &mut Chunk
 fn transform_input(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffers) {
     let channels = tiles.shape.in_channels;
     let width = tiles.plane_width();
-    let v = buffers
-        .transformed_input
-        .as_slice_mut()
-        .expect("standard layout");
+    let v = vectors_mut(
+        buffers
+            .transformed_input
+            .as_slice_mut()
+            .expect("standard layout"),
+    );
     let planes = buffers
         .input_planes
         .chunks_exact(tiles.plane_pixels() * LANES);
@@ -638,7 +645,7 @@ fn transform_input(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffe
         let (plane, at) = (vectors(plane), Transformed::new(c, channels));
         for (t, (ty, tx)) in tiles.of(group) {
             let d = block::<4, 4>(plane, width, (2 * ty, 2 * tx));
-            put_tile_entries(vectors_mut(v), at, t, &two_sided(input_step, &d));
+            put_tile_entries(v, at, t, &two_sided(input_step, &d));
         }
     }
 }
@@ -929,7 +936,7 @@ fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBu
     match grad_output {
         ChunkGrad::Values(dz) => {
             let planes = buffers
-                .output_planes
+                .output_grad_planes
                 .chunks_exact_mut(tiles.output_pixels() * LANES);
             for (o, plane) in planes.enumerate() {
                 to_plane(dz, o * s.out_pixels(), tiles.output_region(), plane);
@@ -967,7 +974,7 @@ fn transform_output_grad(
     let s = &tiles.shape;
     let (out_w, blocks_w) = (s.out_width(), 2 * tiles.cols);
     let dm = vectors_mut(buffers.products.as_slice_mut().expect("standard layout"));
-    let planes = vectors(&buffers.output_planes);
+    let planes = vectors(&buffers.output_grad_planes);
     let (grads, winners) = (
         vectors(&buffers.pooled),
         buffers.winners.as_chunks::<LANES>().0,
