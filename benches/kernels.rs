@@ -74,13 +74,7 @@ fn conv2d(c: &mut Criterion) {
     // The fast recipe's second layer (24 -> 32 maps, 3x3, 12x12, its pooling and ReLU fused), on
     // one core's shard of 128 images, by im2col and by Winograd's F(2x2, 3x3).
     let shape = fast_second_layer();
-    let pool = PoolShape {
-        channels: shape.out_channels,
-        height: shape.out_height(),
-        width: shape.out_width(),
-        kernel: 2,
-        stride: 2,
-    };
+    let pool = pool_2x2(&shape);
     let rows = 128;
     let x = random(rows, shape.input_len(), &mut rng);
     let dy = random(rows, pool.output_len(), &mut rng);
@@ -106,13 +100,7 @@ fn conv2d(c: &mut Criterion) {
     // The fast recipe's first layer (1 -> 24 maps, 5x5, 28x28, its pooling and ReLU fused, no
     // input gradient) on one core's shard.
     let shape = fast_first_layer();
-    let pool = PoolShape {
-        channels: shape.out_channels,
-        height: shape.out_height(),
-        width: shape.out_width(),
-        kernel: 2,
-        stride: 2,
-    };
+    let pool = pool_2x2(&shape);
     let x = random(rows, shape.input_len(), &mut rng);
     let dy = random(rows, pool.output_len(), &mut rng);
     let mut conv = Conv2d::new(shape, Init::He, &mut rng);
@@ -125,6 +113,17 @@ fn conv2d(c: &mut Criterion) {
         b.iter(|| single_threaded(|| conv.backward(x.view(), dy.view()).len()))
     });
     group.finish();
+}
+
+/// The 2x2 max pooling, 2 apart, after a convolution of this shape.
+fn pool_2x2(shape: &ConvShape) -> PoolShape {
+    PoolShape {
+        channels: shape.out_channels,
+        height: shape.out_height(),
+        width: shape.out_width(),
+        kernel: 2,
+        stride: 2,
+    }
 }
 
 /// The fast recipe's `conv 24 5` on the 28x28 digits.

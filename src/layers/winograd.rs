@@ -627,7 +627,7 @@ fn fill_input_planes(tiles: &Tiles, images: ArrayView2<f32>, buffers: &mut Chunk
     }
 }
 
-/// `V = Bᵀ·d·B` for every tile `d` of `block` in every input plane.
+/// `V = Bᵀ·d·B` for every tile `d` of `group` in every input plane.
 #[inline(always)]
 fn transform_input(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffers) {
     let channels = tiles.shape.in_channels;
@@ -743,7 +743,7 @@ fn forward_chunk_body(
     write_output(&tiles, bias, buffers, output);
 }
 
-/// `Y = Aᵀ·M·A` for every tile of `block` of every output channel, into the channel's plane of
+/// `Y = Aᵀ·M·A` for every tile of `group` of every output channel, into the channel's plane of
 /// blocks; or, if `pooled`, each tile's four values plus the bias pooled: the largest (PyTorch's
 /// scan: a later value wins only if larger or NaN) and its index in the image's `Z`.
 #[inline(always)]
@@ -962,7 +962,7 @@ fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBu
     }
 }
 
-/// `dM = A·dY·Aᵀ` for every tile of `block` of every output channel, `dY` from the planes of
+/// `dM = A·dY·Aᵀ` for every tile of `group` of every output channel, `dY` from the planes of
 /// output blocks or, if `pooled`, each window's gradient on its winner and zeros elsewhere.
 #[inline(always)]
 fn transform_output_grad(
@@ -1005,7 +1005,7 @@ fn transform_output_grad(
     }
 }
 
-/// `dd = B·dV·Bᵀ` for every tile of `block`, added onto the tile's pixels in the input gradient's
+/// `dd = B·dV·Bᵀ` for every tile of `group`, added onto the tile's pixels in the input gradient's
 /// planes.
 #[inline(always)]
 fn transform_input_grad(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffers) {
