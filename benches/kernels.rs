@@ -4,7 +4,10 @@
 //! training toolkit's layers at the shapes `scripts/layer_bench_torch.py` times PyTorch's (a batch
 //! of 256 images of 24 maps of 24x24, the first layer of the fast MNIST recipe), on one core.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use mnist_nn::experiments::CNN_CONV;
 use mnist_nn::gemm::single_threaded;
 use mnist_nn::init::Init;
@@ -63,13 +66,7 @@ fn conv2d(c: &mut Criterion) {
     for (name, first) in [("cnn 1->8 first", true), ("cnn 1->8 inner", false)] {
         let mut conv = Conv2d::new(shape, Init::He, &mut rng);
         conv.set_input_grad_needed(!first);
-        group.throughput(Throughput::Elements(rows as u64));
-        group.bench_function(BenchmarkId::new("forward", name), |b| {
-            b.iter(|| single_threaded(|| conv.forward(x.view(), true).sum()))
-        });
-        group.bench_function(BenchmarkId::new("backward", name), |b| {
-            b.iter(|| single_threaded(|| conv.backward(x.view(), dy.view()).len()))
-        });
+        bench_passes(&mut group, name, &mut conv, &x, &dy);
     }
     // The fast recipe's second layer (24 -> 32 maps, 3x3, 12x12, its pooling and ReLU fused), on
     // one core's shard of 128 images, by im2col and by Winograd's F(2x2, 3x3).
@@ -89,13 +86,7 @@ fn conv2d(c: &mut Criterion) {
         } else {
             "fast 24->32 im2col"
         };
-        group.throughput(Throughput::Elements(rows as u64));
-        group.bench_function(BenchmarkId::new("forward", name), |b| {
-            b.iter(|| single_threaded(|| conv.forward(x.view(), true).sum()))
-        });
-        group.bench_function(BenchmarkId::new("backward", name), |b| {
-            b.iter(|| single_threaded(|| conv.backward(x.view(), dy.view()).len()))
-        });
+        bench_passes(&mut group, name, &mut conv, &x, &dy);
     }
     // The fast recipe's first layer (1 -> 24 maps, 5x5, 28x28, its pooling and ReLU fused, no
     // input gradient) on one core's shard.
@@ -106,13 +97,28 @@ fn conv2d(c: &mut Criterion) {
     let mut conv = Conv2d::new(shape, Init::He, &mut rng);
     conv.set_input_grad_needed(false);
     assert!(conv.fuse_max_pool(pool) && conv.fuse_relu());
-    group.bench_function(BenchmarkId::new("forward", "fast 1->24 first"), |b| {
+    bench_passes(&mut group, "fast 1->24 first", &mut conv, &x, &dy);
+    group.finish();
+}
+
+/// Times a convolution's forward and backward passes on one core, `x` in and `dy` from above.
+/// The backward pass reads what a forward pass left (the pooling's winners), so one runs first
+/// (the backward pass can then be timed alone).
+fn bench_passes(
+    group: &mut BenchmarkGroup<WallTime>,
+    name: &str,
+    conv: &mut Conv2d,
+    x: &Array2<f32>,
+    dy: &Array2<f32>,
+) {
+    group.throughput(Throughput::Elements(x.nrows() as u64));
+    group.bench_function(BenchmarkId::new("forward", name), |b| {
         b.iter(|| single_threaded(|| conv.forward(x.view(), true).sum()))
     });
-    group.bench_function(BenchmarkId::new("backward", "fast 1->24 first"), |b| {
+    conv.forward(x.view(), true);
+    group.bench_function(BenchmarkId::new("backward", name), |b| {
         b.iter(|| single_threaded(|| conv.backward(x.view(), dy.view()).len()))
     });
-    group.finish();
 }
 
 /// The 2x2 max pooling, 2 apart, after a convolution of this shape.

@@ -650,26 +650,44 @@ impl Conv2d {
                 }
             };
         self.winners.resize(input.nrows() * winners_per_image, 0);
-        let rows = self.output.as_slice_mut().expect("standard layout");
-        let (rows_per_chunk, winners_per_chunk) = (
-            row_len * IMAGES_PER_CHUNK,
-            winners_per_image * IMAGES_PER_CHUNK,
+        for_each_piece(
+            (
+                self.output.as_slice_mut().expect("standard layout"),
+                row_len * IMAGES_PER_CHUNK,
+            ),
+            (&mut self.winners, winners_per_image * IMAGES_PER_CHUNK),
+            &mut self.scratch,
+            one_chunk,
         );
-        // As for im2col: the chunks shared between the cores unless this thread has one core.
-        if threads() > 1 {
-            rows.par_chunks_mut(rows_per_chunk)
-                .enumerate()
-                .zip(self.winners.par_chunks_mut(winners_per_chunk))
-                .for_each_init(ImageScratch::default, |scratch, chunk| {
-                    single_threaded(|| one_chunk(scratch, chunk))
-                });
-        } else {
-            let scratch = &mut self.scratch;
-            rows.chunks_mut(rows_per_chunk)
-                .enumerate()
-                .zip(self.winners.chunks_mut(winners_per_chunk))
-                .for_each(|chunk| one_chunk(scratch, chunk));
-        }
+    }
+}
+
+/// A piece of the forward pass's output (an image, or a chunk of images by Winograd's
+/// algorithm): its index, its rows of the output and its entries of the winners.
+type OutputPiece<'a> = ((usize, &'a mut [f32]), &'a mut [u32]);
+
+/// Runs `work` on every piece of the output, `rows_per` output values and `winners_per` winners
+/// each. The products are small (8 x 9 x 784 for the cnn): the pieces are shared between the
+/// cores rather than each product (every core with its own buffers, its products on itself),
+/// unless this thread already has its one core.
+fn for_each_piece(
+    (rows, rows_per): (&mut [f32], usize),
+    (winners, winners_per): (&mut [u32], usize),
+    scratch: &mut ImageScratch,
+    work: impl Fn(&mut ImageScratch, OutputPiece) + Sync,
+) {
+    if threads() > 1 {
+        rows.par_chunks_mut(rows_per)
+            .enumerate()
+            .zip(winners.par_chunks_mut(winners_per))
+            .for_each_init(ImageScratch::default, |scratch, piece| {
+                single_threaded(|| work(scratch, piece))
+            });
+    } else {
+        rows.chunks_mut(rows_per)
+            .enumerate()
+            .zip(winners.chunks_mut(winners_per))
+            .for_each(|piece| work(scratch, piece));
     }
 }
 
@@ -714,7 +732,7 @@ impl Layer for Conv2d {
                 for (mut channel, &b) in z.rows_mut().into_iter().zip(bias) {
                     channel.fill(b);
                 }
-                single_threaded(|| matmul(weight, scratch.patches.view(), true, z));
+                matmul(weight, scratch.patches.view(), true, z);
                 if let Some(pool) = &pool {
                     max_of_windows(pool, &scratch.unpooled, row, winners);
                 }
@@ -724,21 +742,15 @@ impl Layer for Conv2d {
             };
         let winners_per_image = self.winners_per_image();
         self.winners.resize(input.nrows() * winners_per_image, 0);
-        let rows = self.output.as_slice_mut().expect("standard layout");
-        // The products are small (8 x 9 x 784 for the cnn): share the images between the cores
-        // rather than each product, unless this thread already has its one core.
-        if threads() > 1 {
-            rows.par_chunks_mut(row_len)
-                .enumerate()
-                .zip(self.winners.par_chunks_mut(winners_per_image))
-                .for_each_init(ImageScratch::default, one_image);
-        } else {
-            let scratch = &mut self.scratch;
-            rows.chunks_mut(row_len)
-                .enumerate()
-                .zip(self.winners.chunks_mut(winners_per_image))
-                .for_each(|image| one_image(scratch, image));
-        }
+        for_each_piece(
+            (
+                self.output.as_slice_mut().expect("standard layout"),
+                row_len,
+            ),
+            (&mut self.winners, winners_per_image),
+            &mut self.scratch,
+            one_image,
+        );
         self.output.view()
     }
 

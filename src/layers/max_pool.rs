@@ -237,7 +237,7 @@ fn max_2x2(shape: &PoolShape, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
 /// The winner of two values with their indices, `first` before `second` in the scan: `second`
 /// only if it is larger or NaN. Written as selects, not branches.
 #[inline]
-pub(crate) fn later_wins(first: (f32, u32), second: (f32, u32)) -> (f32, u32) {
+fn later_wins(first: (f32, u32), second: (f32, u32)) -> (f32, u32) {
     // `|`, not `||`: both tests are cheap, and without the short circuit the choice is a select.
     if (second.0 > first.0) | second.0.is_nan() {
         second

@@ -100,7 +100,6 @@ pub fn product_flops(shape: &ConvShape) -> u64 {
 }
 
 /// How the 2x2 blocks of outputs tile an image.
-/// How the 2x2 blocks of outputs tile an image.
 #[derive(Clone, Copy)]
 struct Tiles {
     shape: ConvShape,
@@ -205,6 +204,18 @@ impl Transformed {
     fn at(&self, xi: usize, t: usize) -> usize {
         self.start + xi * self.per_entry + t
     }
+}
+
+/// `V`, `M` or their gradients as vectors of lanes (see [`Transformed`]).
+#[inline(always)]
+fn entries(transformed: &Array3<f32>) -> &[Lanes] {
+    vectors(transformed.as_slice().expect("standard layout"))
+}
+
+/// [`entries`], to write.
+#[inline(always)]
+fn entries_mut(transformed: &mut Array3<f32>) -> &mut [Lanes] {
+    vectors_mut(transformed.as_slice_mut().expect("standard layout"))
 }
 
 /// `values` as vectors of lanes.
@@ -445,9 +456,9 @@ impl ChunkBuffers {
     }
 }
 
-/// `L·F·Lᵀ` for the step `x ↦ L·x` and each of `count` small square matrices `F`, stored entry by entry:
-/// entry `(a, b)` of matrix `f` at `from[(a·N + b)·count + f]`, entry `(i, j)` of its result at
-/// `to[(i·M + j)·count + f]`. [`LANES`] matrices at a time.
+/// `L·F·Lᵀ` for the step `x ↦ L·x` and each of `count` small square matrices `F`, stored entry
+/// by entry: entry `(a, b)` of matrix `f` at `from[(a·N + b)·count + f]`, entry `(i, j)` of its
+/// result at `to[(i·M + j)·count + f]`. [`LANES`] matrices at a time.
 fn each_filter<const M: usize, const N: usize>(
     step: impl Fn([Lanes; N]) -> [Lanes; M],
     from: &[f32],
@@ -481,12 +492,11 @@ pub(crate) fn transform_weights(
     if u.dim() != (TILE, outs, ins) {
         *u = Array3::zeros((TILE, outs, ins));
     }
-    // Tap (ky, kx) of filter (o, c) into column o·in_channels + c of row 3·ky + kx.
     let count = outs * ins;
     let taps = &mut buffers.taps;
     taps.resize(9 * count, 0.0);
     for ((o, tap), &w) in weight.indexed_iter() {
-        taps[(tap % 9) * count + o * ins + tap / 9] = w;
+        taps[tap_entry((o, tap), (outs, ins))] = w;
     }
     let u = u.as_slice_mut().expect("standard layout");
     each_filter(filter_step, taps, u, count);
@@ -510,8 +520,15 @@ pub(crate) fn weight_grad(
         count,
     );
     for ((o, tap), g) in grad_weight.indexed_iter_mut() {
-        *g = taps[(tap % 9) * count + o * ins + tap / 9];
+        *g = taps[tap_entry((o, tap), (outs, ins))];
     }
+}
+
+/// Where tap `tap` (`c·9 + 3·ky + kx`) of filter `o` lies among the taps laid out for
+/// [`each_filter`], `(9, out_channels·in_channels)`: filter `(o, c)` is column
+/// `o·in_channels + c` of row `3·ky + kx`.
+fn tap_entry((o, tap): (usize, usize), (outs, ins): (usize, usize)) -> usize {
+    (tap % 9) * outs * ins + o * ins + tap / 9
 }
 
 /// `to[j·to_stride + i] = from[i·from_stride + j]` for `i < rows` and `j < cols`: a transposed
@@ -632,12 +649,7 @@ fn fill_input_planes(tiles: &Tiles, images: ArrayView2<f32>, buffers: &mut Chunk
 fn transform_input(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffers) {
     let channels = tiles.shape.in_channels;
     let width = tiles.plane_width();
-    let v = vectors_mut(
-        buffers
-            .transformed_input
-            .as_slice_mut()
-            .expect("standard layout"),
-    );
+    let v = entries_mut(&mut buffers.transformed_input);
     let planes = buffers
         .input_planes
         .chunks_exact(tiles.plane_pixels() * LANES);
@@ -756,7 +768,7 @@ fn transform_output(
 ) {
     let shape = &tiles.shape;
     let (out_w, blocks_w) = (shape.out_width(), 2 * tiles.cols);
-    let m = vectors(buffers.products.as_slice().expect("standard layout"));
+    let m = entries(&buffers.products);
     let planes = vectors_mut(&mut buffers.output_planes);
     let (pooled_values, winners) = (
         vectors_mut(&mut buffers.pooled),
@@ -973,7 +985,7 @@ fn transform_output_grad(
 ) {
     let s = &tiles.shape;
     let (out_w, blocks_w) = (s.out_width(), 2 * tiles.cols);
-    let dm = vectors_mut(buffers.products.as_slice_mut().expect("standard layout"));
+    let dm = entries_mut(&mut buffers.products);
     let planes = vectors(&buffers.output_grad_planes);
     let (grads, winners) = (
         vectors(&buffers.pooled),
@@ -1010,12 +1022,7 @@ fn transform_output_grad(
 #[inline(always)]
 fn transform_input_grad(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffers) {
     let (channels, width) = (tiles.shape.in_channels, tiles.plane_width());
-    let dv = vectors(
-        buffers
-            .transformed_input_grad
-            .as_slice()
-            .expect("standard layout"),
-    );
+    let dv = entries(&buffers.transformed_input_grad);
     let planes = buffers
         .input_grad_planes
         .chunks_exact_mut(tiles.plane_pixels() * LANES);
