@@ -64,8 +64,9 @@ use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, 
 use rand::Rng;
 use rayon::prelude::*;
 
+use super::lanes::{self, ChunkGrad, ChunkOutput, LANES};
 use super::max_pool::{max_of_windows, send_to_winners};
-use super::winograd::{self, ChunkBuffers, ChunkGrad, ChunkOutput, IMAGES_PER_CHUNK};
+use super::winograd::{self, ChunkBuffers};
 use super::{
     check_features, ensure_shape, relu_backward, relu_in_place, two_params, Layer, LayerSpec,
     Param, PoolShape, Tensor, TensorSource,
@@ -506,8 +507,8 @@ fn backward_group_winograd(
     sums.bias.fill(0.0);
     let scratch = &mut sums.scratch;
     let first = images.start;
-    for (c, start) in images.clone().step_by(IMAGES_PER_CHUNK).enumerate() {
-        let end = (start + IMAGES_PER_CHUNK).min(images.end);
+    for (c, start) in images.clone().step_by(LANES).enumerate() {
+        let end = (start + LANES).min(images.end);
         let rows = s![start..end, ..];
         let dy = grad_output.slice(rows);
         let dz = match &record.pool {
@@ -515,7 +516,7 @@ fn backward_group_winograd(
                 add_channel_sums(&mut sums.bias, dy, None);
                 ChunkGrad::Values(dy)
             }
-            Some(pool) if winograd::pools_tiles(shape, &pool.shape) => {
+            Some(pool) if lanes::pools_blocks(shape, &pool.shape) => {
                 // Each window's gradient goes straight into its tile's block.
                 let relu_output = pool.relu_output.map(|y| y.slice_move(rows));
                 add_channel_sums(&mut sums.bias, dy, relu_output);
@@ -612,8 +613,7 @@ impl Conv2d {
             |scratch: &mut ImageScratch,
              ((c, rows), winners): ((usize, &mut [f32]), &mut [u32])| {
                 let count = rows.len() / row_len;
-                let images =
-                    input.slice(s![c * IMAGES_PER_CHUNK..c * IMAGES_PER_CHUNK + count, ..]);
+                let images = input.slice(s![c * LANES..c * LANES + count, ..]);
                 let mut output = ArrayViewMut2::from_shape((count, row_len), &mut *rows)
                     .expect("a chunk's output rows");
                 let chunk = &mut scratch.chunk;
@@ -622,7 +622,7 @@ impl Conv2d {
                         let output = ChunkOutput::Values(output);
                         winograd::forward_chunk(&shape, u, bias, images, chunk, output)
                     }
-                    Some(pool) if winograd::pools_tiles(&shape, pool) => {
+                    Some(pool) if lanes::pools_blocks(&shape, pool) => {
                         let output = ChunkOutput::Pooled(output, winners);
                         winograd::forward_chunk(&shape, u, bias, images, chunk, output)
                     }
@@ -653,9 +653,9 @@ impl Conv2d {
         for_each_piece(
             (
                 self.output.as_slice_mut().expect("standard layout"),
-                row_len * IMAGES_PER_CHUNK,
+                row_len * LANES,
             ),
-            (&mut self.winners, winners_per_image * IMAGES_PER_CHUNK),
+            (&mut self.winners, winners_per_image * LANES),
             &mut self.scratch,
             one_chunk,
         );

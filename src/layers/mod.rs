@@ -18,6 +18,7 @@ mod conv2d;
 mod crop;
 mod dropout;
 mod flatten;
+mod lanes;
 mod linear;
 mod max_pool;
 mod pad;

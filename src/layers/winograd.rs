@@ -65,11 +65,12 @@ use std::ops::Range;
 
 use ndarray::{s, Array3, ArrayView2, ArrayViewMut2, Axis};
 
-use super::{ConvShape, PoolShape};
+use super::lanes::{
+    add, copy_transposed, from_plane, half, later_wins_lanes, neg, sub, to_plane, vectors,
+    vectors_mut, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
+};
+use super::ConvShape;
 use crate::gemm::matmul;
-
-/// Images computed together: one lane each in every vector (see [`LANES`]).
-pub(crate) const IMAGES_PER_CHUNK: usize = LANES;
 
 /// Tiles whose transforms go through the products together (of each of the chunk's images): the
 /// whole image for the fast recipe's 10x10 output (25 tiles), a bound on `V`, `M` and `dV` for
@@ -176,13 +177,6 @@ impl Tiles {
     }
 }
 
-/// Lanes computed together: one AVX2 vector register of `f32`.
-const LANES: usize = 8;
-
-/// One value of each of a chunk's images (or of [`LANES`] filters): what every step below
-/// computes on.
-type Lanes = [f32; LANES];
-
 /// Where one channel's entries lie in `V`, `M` or their gradients `(16, channels,
 /// TILES_PER_GROUP·lanes)` seen as vectors of lanes: entry `ξ` of the group's tile `t` is
 /// `start + ξ·per_entry + t`.
@@ -216,50 +210,6 @@ fn entries(transformed: &Array3<f32>) -> &[Lanes] {
 #[inline(always)]
 fn entries_mut(transformed: &mut Array3<f32>) -> &mut [Lanes] {
     vectors_mut(transformed.as_slice_mut().expect("standard layout"))
-}
-
-/// `values` as vectors of lanes.
-#[inline(always)]
-fn vectors(values: &[f32]) -> &[Lanes] {
-    values.as_chunks().0
-}
-
-/// `values` as vectors of lanes, to write.
-#[inline(always)]
-fn vectors_mut(values: &mut [f32]) -> &mut [Lanes] {
-    values.as_chunks_mut().0
-}
-
-/// Lane-by-lane arithmetic on vectors of lanes: plain loops the compiler turns into one vector
-/// instruction each. (Plain loops here and below, not `array::from_fn` or `flatten`, which the
-/// compiler left as calls: what is not inlined into the AVX2 functions runs without AVX2.)
-#[inline(always)]
-fn lanewise(x: Lanes, y: Lanes, op: impl Fn(f32, f32) -> f32) -> Lanes {
-    let mut out = x;
-    for (out, &y) in out.iter_mut().zip(&y) {
-        *out = op(*out, y);
-    }
-    out
-}
-
-#[inline(always)]
-fn add(x: Lanes, y: Lanes) -> Lanes {
-    lanewise(x, y, |x, y| x + y)
-}
-
-#[inline(always)]
-fn sub(x: Lanes, y: Lanes) -> Lanes {
-    lanewise(x, y, |x, y| x - y)
-}
-
-#[inline(always)]
-fn half(x: Lanes) -> Lanes {
-    lanewise(x, x, |x, _| 0.5 * x)
-}
-
-#[inline(always)]
-fn neg(x: Lanes) -> Lanes {
-    lanewise(x, x, |x, _| -x)
 }
 
 // Each transform's one-dimensional step, `x ↦ L·x` for one of the matrices of the module
@@ -379,24 +329,6 @@ fn put_tile_entries(values: &mut [Lanes], at: Transformed, t: usize, entries: &[
     for (xi, entry) in entries.as_flattened().iter().enumerate() {
         values[at.at(xi, t)] = *entry;
     }
-}
-
-/// [`later_wins`](super::max_pool::later_wins) in every lane: the value and index of `second`
-/// where its value is larger or NaN, of `first` elsewhere (as one vector comparison and two
-/// blends).
-#[inline(always)]
-fn later_wins_lanes(
-    first: (Lanes, [u32; LANES]),
-    second: (Lanes, [u32; LANES]),
-) -> (Lanes, [u32; LANES]) {
-    let mut won = first;
-    for lane in 0..LANES {
-        let (a, b) = (first.0[lane], second.0[lane]);
-        let later = (b > a) | b.is_nan();
-        won.0[lane] = if later { b } else { a };
-        won.1[lane] = if later { second.1[lane] } else { first.1[lane] };
-    }
-    won
 }
 
 /// One core's buffers for a chunk of images. A chunk has [`LANES`] lanes however many images it
@@ -531,106 +463,6 @@ fn tap_entry((o, tap): (usize, usize), (outs, ins): (usize, usize)) -> usize {
     (tap % 9) * outs * ins + o * ins + tap / 9
 }
 
-/// `to[j·to_stride + i] = from[i·from_stride + j]` for `i < rows` and `j < cols`: a transposed
-/// copy, by blocks of 8x8 read and written a block row at a time (copying value by value along
-/// one side scatters the accesses of the other, several times slower).
-#[inline(always)]
-fn copy_transposed<T: Copy + Default>(
-    (from, from_stride): (&[T], usize),
-    (to, to_stride): (&mut [T], usize),
-    rows: usize,
-    cols: usize,
-) {
-    for i0 in (0..rows).step_by(8) {
-        for j0 in (0..cols).step_by(8) {
-            if i0 + 8 <= rows && j0 + 8 <= cols {
-                let mut block = [[T::default(); 8]; 8];
-                for (i, row) in block.iter_mut().enumerate() {
-                    row.copy_from_slice(&from[(i0 + i) * from_stride + j0..][..8]);
-                }
-                for j in 0..8 {
-                    let to = &mut to[(j0 + j) * to_stride + i0..][..8];
-                    for (i, to) in to.iter_mut().enumerate() {
-                        *to = block[i][j];
-                    }
-                }
-            } else {
-                for i in i0..rows.min(i0 + 8) {
-                    for j in j0..cols.min(j0 + 8) {
-                        to[j * to_stride + i] = from[i * from_stride + j];
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Where the `height x width` pixels of a channel lie in a plane: row `y` from pixel
-/// `start + y·stride`.
-#[derive(Clone, Copy)]
-struct Region {
-    start: usize,
-    stride: usize,
-    height: usize,
-    width: usize,
-}
-
-impl Region {
-    /// `len` values one after the other from the plane's start (no border, one row).
-    fn run(len: usize) -> Self {
-        Region {
-            start: 0,
-            stride: len,
-            height: 1,
-            width: len,
-        }
-    }
-
-    /// Runs of pixels that follow each other both in the channel and in the plane: `(first pixel
-    /// in the channel, first pixel in the plane, pixels)`. The whole channel is one run when the
-    /// plane has no border.
-    #[inline(always)]
-    fn runs(&self) -> impl Iterator<Item = (usize, usize, usize)> {
-        let (runs, len) = if self.stride == self.width {
-            (1, self.height * self.width)
-        } else {
-            (self.height, self.width)
-        };
-        let (start, stride, width) = (self.start, self.stride, self.width);
-        (0..runs).map(move |r| (r * width, start + r * stride, len))
-    }
-}
-
-/// The channel starting at value `first` of every image's row of `rows` `(images, row_len)` into
-/// `region` of a plane `(pixels, lanes)`, zeros in the lanes of images the chunk does not have.
-#[inline(always)]
-fn to_plane<T: Copy + Default>(rows: ArrayView2<T>, first: usize, region: Region, plane: &mut [T]) {
-    let (images, row_len) = rows.dim();
-    let rows = rows.as_slice().expect("contiguous rows");
-    for (value, pixel, len) in region.runs() {
-        let from = (&rows[first + value..], row_len);
-        let to = &mut plane[pixel * LANES..][..len * LANES];
-        copy_transposed(from, (to, LANES), images, len);
-        if images < LANES {
-            for lanes in to.chunks_exact_mut(LANES) {
-                lanes[images..].fill(T::default());
-            }
-        }
-    }
-}
-
-/// `region` of a plane `(pixels, lanes)` into the channel starting at value `first` of every
-/// image's row of `rows` `(images, row_len)`.
-#[inline(always)]
-fn from_plane(plane: &[f32], region: Region, first: usize, mut rows: ArrayViewMut2<f32>) {
-    let (images, row_len) = rows.dim();
-    let rows = rows.as_slice_mut().expect("contiguous rows");
-    for (value, pixel, len) in region.runs() {
-        let to = (&mut rows[first + value..], row_len);
-        copy_transposed((&plane[pixel * LANES..], LANES), to, len, images);
-    }
-}
-
 /// Every channel of the chunk's images `(images, C·H·W)` into its input plane, images innermost,
 /// inside the zero border.
 #[inline(always)]
@@ -662,39 +494,7 @@ fn transform_input(tiles: &Tiles, group: &Range<usize>, buffers: &mut ChunkBuffe
     }
 }
 
-/// Whether a max pooling's windows are the tiles' 2x2 blocks (2x2 windows 2 apart on an output of
-/// even height and width): the forward pass can then pool each tile's block as it computes it,
-/// and the backward pass send each window's gradient straight into its tile.
-pub(crate) fn pools_tiles(shape: &ConvShape, pool: &PoolShape) -> bool {
-    (pool.kernel, pool.stride) == (2, 2)
-        && shape.out_height().is_multiple_of(2)
-        && shape.out_width().is_multiple_of(2)
-}
-
-/// Where the forward pass of a chunk puts its results.
-pub(crate) enum ChunkOutput<'a> {
-    /// `Z = conv(X) + b`, `(images, out_channels·out_h·out_w)`
-    Values(ArrayViewMut2<'a, f32>),
-    /// `Z` max-pooled over each tile's block (see [`pools_tiles`]): the pooled values
-    /// `(images, out_channels·tiles)` and, for each, the index of its winner in its image's `Z`
-    /// `(images·out_channels·tiles)`.
-    Pooled(ArrayViewMut2<'a, f32>, &'a mut [u32]),
-}
-
-/// What the backward pass of a chunk starts from.
-pub(crate) enum ChunkGrad<'a> {
-    /// `dZ`, `(images, out_channels·out_h·out_w)`
-    Values(ArrayView2<'a, f32>),
-    /// The gradient of [`ChunkOutput::Pooled`]'s values `(images, out_channels·tiles)`, their
-    /// winners, and the pooled values if a ReLU followed the pooling (its mask).
-    Pooled {
-        grad: ArrayView2<'a, f32>,
-        winners: ArrayView2<'a, u32>,
-        relu_output: Option<ArrayView2<'a, f32>>,
-    },
-}
-
-/// The forward pass of a chunk of at most [`IMAGES_PER_CHUNK`] images `(images, C·H·W)`: their
+/// The forward pass of a chunk of at most [`LANES`] images `(images, C·H·W)`: their
 /// `Z = conv(X) + b`, or its pooling, into `output`, given `U` from [`transform_weights`].
 pub(crate) fn forward_chunk(
     shape: &ConvShape,

@@ -1,0 +1,224 @@
+//! Vectors of 8 images: the layout the chunked convolution algorithms ([Winograd's](super::winograd)
+//! and the [direct](super::direct) one) compute in.
+//!
+//! A chunk of up to 8 images is copied into "planes" with the images innermost, `(pixel, image)`:
+//! every value is then a vector `[f32; 8]` of "lanes", one per image, and every step of the
+//! algorithms is the same arithmetic on whole vectors, one AVX2 instruction each, with no
+//! shuffles and nothing special at the images' edges. The lanes of images a chunk does not have
+//! are zeros.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::{ConvShape, PoolShape};
+
+/// Lanes computed together: one AVX2 vector register of `f32`.
+pub(super) const LANES: usize = 8;
+
+/// One value of each of a chunk's images (or of [`LANES`] filters): what every step of the
+/// chunked algorithms computes on.
+pub(super) type Lanes = [f32; LANES];
+
+/// `values` as vectors of lanes.
+#[inline(always)]
+pub(super) fn vectors(values: &[f32]) -> &[Lanes] {
+    values.as_chunks().0
+}
+
+/// `values` as vectors of lanes, to write.
+#[inline(always)]
+pub(super) fn vectors_mut(values: &mut [f32]) -> &mut [Lanes] {
+    values.as_chunks_mut().0
+}
+
+/// Lane-by-lane arithmetic on vectors of lanes: plain loops the compiler turns into one vector
+/// instruction each. (Plain loops here and below, not `array::from_fn` or `flatten`, which the
+/// compiler left as calls: what is not inlined into the AVX2 functions runs without AVX2.)
+#[inline(always)]
+pub(super) fn lanewise(x: Lanes, y: Lanes, op: impl Fn(f32, f32) -> f32) -> Lanes {
+    let mut out = x;
+    for (out, &y) in out.iter_mut().zip(&y) {
+        *out = op(*out, y);
+    }
+    out
+}
+
+#[inline(always)]
+pub(super) fn add(x: Lanes, y: Lanes) -> Lanes {
+    lanewise(x, y, |x, y| x + y)
+}
+
+#[inline(always)]
+pub(super) fn sub(x: Lanes, y: Lanes) -> Lanes {
+    lanewise(x, y, |x, y| x - y)
+}
+
+#[inline(always)]
+pub(super) fn half(x: Lanes) -> Lanes {
+    lanewise(x, x, |x, _| 0.5 * x)
+}
+
+#[inline(always)]
+pub(super) fn neg(x: Lanes) -> Lanes {
+    lanewise(x, x, |x, _| -x)
+}
+
+/// `max_pool`'s `later_wins` in every lane: the value and index of `second`
+/// where its value is larger or NaN, of `first` elsewhere (as one vector comparison and two
+/// blends).
+#[inline(always)]
+pub(super) fn later_wins_lanes(
+    first: (Lanes, [u32; LANES]),
+    second: (Lanes, [u32; LANES]),
+) -> (Lanes, [u32; LANES]) {
+    let mut won = first;
+    for lane in 0..LANES {
+        let (a, b) = (first.0[lane], second.0[lane]);
+        let later = (b > a) | b.is_nan();
+        won.0[lane] = if later { b } else { a };
+        won.1[lane] = if later { second.1[lane] } else { first.1[lane] };
+    }
+    won
+}
+
+/// `to[j·to_stride + i] = from[i·from_stride + j]` for `i < rows` and `j < cols`: a transposed
+/// copy, by blocks of 8x8 read and written a block row at a time (copying value by value along
+/// one side scatters the accesses of the other, several times slower).
+#[inline(always)]
+pub(super) fn copy_transposed<T: Copy + Default>(
+    (from, from_stride): (&[T], usize),
+    (to, to_stride): (&mut [T], usize),
+    rows: usize,
+    cols: usize,
+) {
+    for i0 in (0..rows).step_by(8) {
+        for j0 in (0..cols).step_by(8) {
+            if i0 + 8 <= rows && j0 + 8 <= cols {
+                let mut block = [[T::default(); 8]; 8];
+                for (i, row) in block.iter_mut().enumerate() {
+                    row.copy_from_slice(&from[(i0 + i) * from_stride + j0..][..8]);
+                }
+                for j in 0..8 {
+                    let to = &mut to[(j0 + j) * to_stride + i0..][..8];
+                    for (i, to) in to.iter_mut().enumerate() {
+                        *to = block[i][j];
+                    }
+                }
+            } else {
+                for i in i0..rows.min(i0 + 8) {
+                    for j in j0..cols.min(j0 + 8) {
+                        to[j * to_stride + i] = from[i * from_stride + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where the `height x width` pixels of a channel lie in a plane: row `y` from pixel
+/// `start + y·stride`.
+#[derive(Clone, Copy)]
+pub(super) struct Region {
+    pub(super) start: usize,
+    pub(super) stride: usize,
+    pub(super) height: usize,
+    pub(super) width: usize,
+}
+
+impl Region {
+    /// `len` values one after the other from the plane's start (no border, one row).
+    pub(super) fn run(len: usize) -> Self {
+        Region {
+            start: 0,
+            stride: len,
+            height: 1,
+            width: len,
+        }
+    }
+
+    /// Runs of pixels that follow each other both in the channel and in the plane: `(first pixel
+    /// in the channel, first pixel in the plane, pixels)`. The whole channel is one run when the
+    /// plane has no border.
+    #[inline(always)]
+    pub(super) fn runs(&self) -> impl Iterator<Item = (usize, usize, usize)> {
+        let (runs, len) = if self.stride == self.width {
+            (1, self.height * self.width)
+        } else {
+            (self.height, self.width)
+        };
+        let (start, stride, width) = (self.start, self.stride, self.width);
+        (0..runs).map(move |r| (r * width, start + r * stride, len))
+    }
+}
+
+/// The channel starting at value `first` of every image's row of `rows` `(images, row_len)` into
+/// `region` of a plane `(pixels, lanes)`, zeros in the lanes of images the chunk does not have.
+#[inline(always)]
+pub(super) fn to_plane<T: Copy + Default>(
+    rows: ArrayView2<T>,
+    first: usize,
+    region: Region,
+    plane: &mut [T],
+) {
+    let (images, row_len) = rows.dim();
+    let rows = rows.as_slice().expect("contiguous rows");
+    for (value, pixel, len) in region.runs() {
+        let from = (&rows[first + value..], row_len);
+        let to = &mut plane[pixel * LANES..][..len * LANES];
+        copy_transposed(from, (to, LANES), images, len);
+        if images < LANES {
+            for lanes in to.chunks_exact_mut(LANES) {
+                lanes[images..].fill(T::default());
+            }
+        }
+    }
+}
+
+/// `region` of a plane `(pixels, lanes)` into the channel starting at value `first` of every
+/// image's row of `rows` `(images, row_len)`.
+#[inline(always)]
+pub(super) fn from_plane(
+    plane: &[f32],
+    region: Region,
+    first: usize,
+    mut rows: ArrayViewMut2<f32>,
+) {
+    let (images, row_len) = rows.dim();
+    let rows = rows.as_slice_mut().expect("contiguous rows");
+    for (value, pixel, len) in region.runs() {
+        let to = (&mut rows[first + value..], row_len);
+        copy_transposed((&plane[pixel * LANES..], LANES), to, len, images);
+    }
+}
+
+/// Whether a max pooling's windows are 2x2 blocks of outputs 2 apart, on an output of even height
+/// and width: the chunked algorithms compute their outputs by such blocks (a Winograd tile's, two
+/// of the direct algorithm's), so they can pool each block as they compute it, and the backward
+/// pass can send each window's gradient straight into its block.
+pub(crate) fn pools_blocks(shape: &ConvShape, pool: &PoolShape) -> bool {
+    (pool.kernel, pool.stride) == (2, 2)
+        && shape.out_height().is_multiple_of(2)
+        && shape.out_width().is_multiple_of(2)
+}
+
+/// Where the forward pass of a chunk puts its results.
+pub(crate) enum ChunkOutput<'a> {
+    /// `Z = conv(X) + b`, `(images, out_channels·out_h·out_w)`
+    Values(ArrayViewMut2<'a, f32>),
+    /// `Z` max-pooled over 2x2 blocks (see [`pools_blocks`]): the pooled values
+    /// `(images, out_channels·windows)` and, for each, the index of its winner in its image's `Z`
+    /// `(images·out_channels·windows)`.
+    Pooled(ArrayViewMut2<'a, f32>, &'a mut [u32]),
+}
+
+/// What the backward pass of a chunk starts from.
+pub(crate) enum ChunkGrad<'a> {
+    /// `dZ`, `(images, out_channels·out_h·out_w)`
+    Values(ArrayView2<'a, f32>),
+    /// The gradient of [`ChunkOutput::Pooled`]'s values `(images, out_channels·windows)`, their
+    /// winners, and the pooled values if a ReLU followed the pooling (its mask).
+    Pooled {
+        grad: ArrayView2<'a, f32>,
+        winners: ArrayView2<'a, u32>,
+        relu_output: Option<ArrayView2<'a, f32>>,
+    },
+}
