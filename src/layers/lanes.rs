@@ -1,9 +1,9 @@
-//! Vectors of 8 images: the layout the chunked convolution algorithms ([Winograd's](super::winograd)
-//! and the [direct](super::direct) one) compute in.
+//! Vectors of 8 images: the layout a convolution computed a chunk of images at a time
+//! (Winograd's, in the `winograd` module) computes in.
 //!
 //! A chunk of up to 8 images is copied into "planes" with the images innermost, `(pixel, image)`:
 //! every value is then a vector `[f32; 8]` of "lanes", one per image, and every step of the
-//! algorithms is the same arithmetic on whole vectors, one AVX2 instruction each, with no
+//! algorithm is the same arithmetic on whole vectors, one AVX2 instruction each, with no
 //! shuffles and nothing special at the images' edges. The lanes of images a chunk does not have
 //! are zeros.
 
@@ -191,9 +191,9 @@ pub(super) fn from_plane(
 }
 
 /// Whether a max pooling's windows are 2x2 blocks of outputs 2 apart, on an output of even height
-/// and width: the chunked algorithms compute their outputs by such blocks (a Winograd tile's, two
-/// of the direct algorithm's), so they can pool each block as they compute it, and the backward
-/// pass can send each window's gradient straight into its block.
+/// and width: Winograd's algorithm computes its outputs by such blocks (a tile's), so it can pool
+/// each block as it computes it, and the backward pass can send each window's gradient straight
+/// into its block.
 pub(crate) fn pools_blocks(shape: &ConvShape, pool: &PoolShape) -> bool {
     (pool.kernel, pool.stride) == (2, 2)
         && shape.out_height().is_multiple_of(2)
