@@ -94,10 +94,20 @@ fn conv2d(c: &mut Criterion) {
     let pool = pool_2x2(&shape);
     let x = random(rows, shape.input_len(), &mut rng);
     let dy = random(rows, pool.output_len(), &mut rng);
-    let mut conv = Conv2d::new(shape, Init::He, &mut rng);
-    conv.set_input_grad_needed(false);
-    assert!(conv.fuse_max_pool(pool) && conv.fuse_relu());
-    bench_passes(&mut group, "fast 1->24 first", &mut conv, &x, &dy);
+    for direct in [false, true] {
+        let mut conv = Conv2d::new(shape, Init::He, &mut rng);
+        if direct {
+            conv = conv.with_direct().expect("stride 1");
+        }
+        conv.set_input_grad_needed(false);
+        assert!(conv.fuse_max_pool(pool) && conv.fuse_relu());
+        let name = if direct {
+            "fast 1->24 first direct"
+        } else {
+            "fast 1->24 first im2col"
+        };
+        bench_passes(&mut group, name, &mut conv, &x, &dy);
+    }
     group.finish();
 }
 

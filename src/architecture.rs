@@ -12,6 +12,7 @@
 //! | `linear N [shared-bias]` | `N` outputs from a flat input (`shared-bias`: Samson Zhang's one bias gradient per layer) | `nn.Linear` |
 //! | `conv C K [stride S] [padding P] [dilation D]` | `C` maps of `KxK` taps (stride 1, padding 0, dilation 1 unless given) | `nn.Conv2d` |
 //! | `conv C 3 algorithm winograd` | the same 3x3 convolution (stride 1) computed by Winograd's F(2x2, 3x3): 2.25x fewer multiplications, equal up to rounding | cuDNN's Winograd algorithm |
+//! | `conv C K algorithm direct` | the same convolution (stride 1, kernel up to 7) computed by direct sums, eight images at a time, without patches or matrix products (for few input channels, as on the image itself), equal up to rounding | — |
 //! | `conv C K table lenet5` | output maps see only the input maps LeNet-5's Table I lists (C3) | — |
 //! | `maxpool K [stride S]`, `avgpool K [stride S]` | `KxK` windows, `S` apart (`K` unless given) | `nn.MaxPool2d`, `nn.AvgPool2d` |
 //! | `subsample K` | LeNet-5's S layers: each `KxK` window's sum times a trainable coefficient plus a bias, per map | — |
@@ -172,6 +173,11 @@ pub fn build(planned: &[PlannedLayer], init: Init, rng: &mut impl Rng) -> Networ
                         .with_winograd()
                         .expect("a checked spec"),
                 ),
+                LayerSpec::DirectConv2d(shape) => Box::new(
+                    Conv2d::new(shape, init, rng)
+                        .with_direct()
+                        .expect("a checked spec"),
+                ),
                 ref other => other.build(),
             }
         })
@@ -203,6 +209,7 @@ fn output_shape(spec: &LayerSpec, input: Shape) -> Shape {
         LayerSpec::Linear { outputs, .. } => Shape::Flat(outputs),
         LayerSpec::Conv2d(s)
         | LayerSpec::WinogradConv2d(s)
+        | LayerSpec::DirectConv2d(s)
         | LayerSpec::PartialConv2d { shape: s, .. } => Shape::Image {
             channels: s.out_channels,
             height: s.out_height(),
@@ -326,16 +333,20 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
                 padding: 0,
                 dilation: 1,
             };
-            let (mut table, mut winograd) = (None, false);
+            let (mut table, mut algorithm) = (None, "im2col");
             for (key, value) in options {
                 match key.as_str() {
                     "stride" => shape.stride = number(&value, "stride")?,
-                    "algorithm" if value.eq_ignore_ascii_case("winograd") => winograd = true,
-                    "algorithm" if value.eq_ignore_ascii_case("im2col") => winograd = false,
                     "algorithm" => {
-                        return Err(format!(
-                            "unknown convolution algorithm '{value}': use im2col or winograd"
-                        ))
+                        algorithm = ["im2col", "winograd", "direct"]
+                            .into_iter()
+                            .find(|known| value.eq_ignore_ascii_case(known))
+                            .ok_or_else(|| {
+                                format!(
+                                    "unknown convolution algorithm '{value}': use im2col, \
+                                     winograd or direct"
+                                )
+                            })?
                     }
                     "dilation" => shape.dilation = number(&value, "dilation")?,
                     "table" if value.eq_ignore_ascii_case("lenet5") => table = Some(lenet5_table()),
@@ -352,20 +363,24 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
                 }
             }
             shape.check()?;
-            match (table, winograd) {
-                (Some(_), true) => {
-                    Err("a convolution with a connection table has no Winograd algorithm".into())
-                }
-                (Some(table), false) => {
+            match (table, algorithm) {
+                (Some(table), "im2col") => {
                     crate::layers::check_table(&table, shape.in_channels, shape.out_channels)
                         .map_err(|e| format!("table lenet5 connects 6 maps to 16: {e}"))?;
                     Ok(LayerSpec::PartialConv2d { shape, table })
                 }
-                (None, true) => {
+                (Some(_), algorithm) => Err(format!(
+                    "a convolution with a connection table has no {algorithm} algorithm"
+                )),
+                (None, "winograd") => {
                     crate::layers::check_winograd(&shape)?;
                     Ok(LayerSpec::WinogradConv2d(shape))
                 }
-                (None, false) => Ok(LayerSpec::Conv2d(shape)),
+                (None, "direct") => {
+                    crate::layers::check_direct(&shape)?;
+                    Ok(LayerSpec::DirectConv2d(shape))
+                }
+                (None, _) => Ok(LayerSpec::Conv2d(shape)),
             }
         }
         "subsample" => {
@@ -485,7 +500,7 @@ fn layer(item: &str, input: Shape, image_as_row: bool) -> Result<LayerSpec, Stri
 fn usage(name: &str) -> &'static str {
     match name {
         "linear" => "`linear N` or `linear N shared-bias`",
-        "conv" => "`conv MAPS KERNEL [stride S] [padding P] [dilation D] [table lenet5] [algorithm winograd]`",
+        "conv" => "`conv MAPS KERNEL [stride S] [padding P] [dilation D] [table lenet5] [algorithm winograd|direct]`",
         "subsample" => "`subsample K`",
         "pad" => "`pad P [value V]`",
         "crop" => "`crop P`",
@@ -502,7 +517,7 @@ pub fn parameters(spec: &LayerSpec) -> usize {
         LayerSpec::Linear {
             inputs, outputs, ..
         } => inputs * outputs + outputs,
-        LayerSpec::Conv2d(s) | LayerSpec::WinogradConv2d(s) => {
+        LayerSpec::Conv2d(s) | LayerSpec::WinogradConv2d(s) | LayerSpec::DirectConv2d(s) => {
             s.taps() * s.out_channels + s.out_channels
         }
         LayerSpec::BatchNorm1d { features } => 2 * features,
@@ -527,7 +542,9 @@ pub fn forward_flops(spec: &LayerSpec) -> u64 {
         LayerSpec::Linear {
             inputs, outputs, ..
         } => 2 * (inputs * outputs) as u64,
-        LayerSpec::Conv2d(s) => 2 * (s.taps() * s.out_channels * s.out_pixels()) as u64,
+        LayerSpec::Conv2d(s) | LayerSpec::DirectConv2d(s) => {
+            2 * (s.taps() * s.out_channels * s.out_pixels()) as u64
+        }
         // 16 products per 2x2 block of outputs instead of 36 (see the Winograd module).
         LayerSpec::WinogradConv2d(s) => crate::layers::winograd_product_flops(&s),
         // The products of the connected kernels only (the layer computes them in a dense
@@ -645,6 +662,14 @@ mod tests {
         .unwrap();
         assert!(matches!(winograd[0].spec, LayerSpec::WinogradConv2d(s) if s.padding == 1));
         assert_eq!(winograd[0].output.to_string(), "4x28x28");
+        let direct = parse(
+            "conv 24 5 algorithm direct, flatten, linear 10",
+            Shape::MNIST,
+            10,
+        )
+        .unwrap();
+        assert!(matches!(direct[0].spec, LayerSpec::DirectConv2d(s) if s.kernel == 5));
+        assert_eq!(direct[0].output.to_string(), "24x24x24");
         assert_eq!(
             shapes("crop 2, conv 24 5, maxpool 2, flatten, linear 10"),
             ["1x24x24", "24x20x20", "24x10x10", "2400", "10"]
@@ -710,8 +735,16 @@ mod tests {
                 "needs a 3x3 kernel with stride 1 and dilation 1",
             ),
             (
+                "conv 8 3 stride 2 algorithm direct, flatten, linear 10",
+                "the direct algorithm needs stride 1 and dilation 1",
+            ),
+            (
+                "conv 6 5 table lenet5 algorithm direct, flatten, linear 10",
+                "a convolution with a connection table has no direct algorithm",
+            ),
+            (
                 "conv 8 3 algorithm fft, flatten, linear 10",
-                "unknown convolution algorithm 'fft': use im2col or winograd",
+                "unknown convolution algorithm 'fft': use im2col, winograd or direct",
             ),
             (
                 "conv 16 5 table lenet5, flatten, linear 10",

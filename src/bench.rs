@@ -50,7 +50,8 @@ pub const WORKLOADS: [Workload; 4] = [
         name: "fast",
         experiment: "fast",
         description:
-            "conv 1->24 5x5, pool, conv 24->32 3x3 (Winograd), pool, 800-256-10, Adam, batch 256",
+            "conv 1->24 5x5 (direct), pool, conv 24->32 3x3 (Winograd), pool, 800-256-10, Adam, \
+             batch 256",
     },
 ];
 

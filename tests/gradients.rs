@@ -171,6 +171,37 @@ fn conv2d_backward_matches_finite_differences() {
 }
 
 #[test]
+fn direct_convolution_backward_matches_finite_differences() {
+    use mnist_nn::layers::Conv2d;
+    let mut rng = seeded_rng(26);
+    // (in, out, height, width, kernel, stride, padding, dilation): one and several input channels,
+    // an odd number of filters, padding, a width that is not a whole number of blocks
+    for sizes in [
+        (1, 3, 6, 6, 5, 1, 0, 1),
+        (2, 3, 5, 7, 3, 1, 1, 1),
+        (2, 2, 4, 5, 2, 1, 1, 1),
+    ] {
+        let shape = conv_shape(sizes);
+        let mut conv = Conv2d::new(shape, Init::Samson, &mut rng)
+            .with_direct()
+            .unwrap();
+        let input = random_matrix(2, shape.input_len(), &mut rng);
+        assert_matches_finite_differences(&mut conv, &input, &mut rng, format!("{shape:?}"));
+    }
+    // Only stride 1, dilation 1, kernels up to 7 and a padding smaller than the kernel.
+    for (sizes, why) in [
+        ((1, 2, 6, 6, 3, 2, 0, 1), "stride 1 and dilation 1"),
+        ((1, 2, 9, 9, 3, 1, 0, 2), "stride 1 and dilation 1"),
+        ((1, 2, 9, 9, 8, 1, 0, 1), "kernels up to 7x7"),
+        ((1, 2, 6, 6, 3, 1, 3, 1), "padding smaller than the kernel"),
+    ] {
+        let conv = Conv2d::new(conv_shape(sizes), Init::He, &mut rng);
+        let error = conv.with_direct().err().expect("refused");
+        assert!(error.contains(why), "{error}");
+    }
+}
+
+#[test]
 fn winograd_convolution_backward_matches_finite_differences() {
     use mnist_nn::layers::Conv2d;
     let mut rng = seeded_rng(25);

@@ -600,15 +600,11 @@ fn relative_difference(got: ndarray::ArrayView2<f32>, expected: ndarray::ArrayVi
     worst / scale
 }
 
-/// Winograd's F(2x2, 3x3) against the im2col convolution of the same weights: the same outputs,
-/// weight, bias and input gradients up to rounding, with padding 0-2, odd and even outputs (a
-/// block overhanging the edge), batches of several chunks of images, images of more tiles than
-/// one group of products takes, a fused pooling with and without a ReLU (on the even outputs each
-/// 2x2 window is a tile's block, pooled inside the transform; on the odd ones the general path),
-/// and the work on one core or shared between two.
+/// Winograd's F(2x2, 3x3) against the im2col convolution of the same weights (see
+/// [`assert_matches_im2col`]), with padding 0-2, odd and even outputs (a block overhanging the
+/// edge) and images of more tiles than one group of products takes.
 #[test]
 fn winograd_convolution_equals_the_im2col_convolution_up_to_rounding() {
-    use mnist_nn::layers::PoolShape;
     let mut rng = seeded_rng(36);
     // (in, out, height, width, kernel, stride, padding, dilation)
     let cases = [
@@ -620,62 +616,99 @@ fn winograd_convolution_equals_the_im2col_convolution_up_to_rounding() {
         (2, 3, 13, 12, 3, 1, 1, 1), // 42
     ];
     for sizes in cases {
-        let shape = conv_shape(sizes);
-        // What is fused: nothing, a 2x2 pooling, or the pooling and a ReLU after it.
-        for (fused, rows, cores) in [
-            ("nothing", 3, 1),
-            ("pooling", 20, 1),
-            ("pooling and relu", 37, 1),
-            ("pooling and relu", 37, 2),
-            ("nothing", 20, 2),
-        ] {
-            let mut plain = Conv2d::new(shape, Init::He, &mut rng);
-            let mut winograd = Conv2d::from_params(shape, plain.weight.clone(), plain.bias.clone())
-                .with_winograd()
-                .unwrap();
-            let pool = PoolShape {
-                channels: shape.out_channels,
-                height: shape.out_height(),
-                width: shape.out_width(),
-                kernel: 2,
-                stride: 2,
-            };
-            if fused != "nothing" {
-                assert!(plain.fuse_max_pool(pool) && winograd.fuse_max_pool(pool));
-            }
-            if fused == "pooling and relu" {
-                assert!(plain.fuse_relu() && winograd.fuse_relu());
-            }
-            let x = random_matrix(rows, shape.input_len(), &mut rng);
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(cores)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let expected = plain.forward(x.view(), true).to_owned();
-                let got = winograd.forward(x.view(), true).to_owned();
-                let case = format!("{shape:?}, {rows} images, fused {fused}, {cores} cores");
-                assert!(
-                    relative_difference(got.view(), expected.view()) < 1e-5,
-                    "{case}"
-                );
-                let dy = random_matrix(rows, expected.ncols(), &mut rng);
-                let expected_dx = plain.backward(x.view(), dy.view()).to_owned();
-                let dx = winograd.backward(x.view(), dy.view()).to_owned();
-                assert!(
-                    relative_difference(dx.view(), expected_dx.view()) < 1e-5,
-                    "{case}"
-                );
-                for (w, p) in winograd.params().into_iter().zip(plain.params()) {
-                    let (w, p) = (ndarray::aview1(w.grad), ndarray::aview1(p.grad));
-                    let shape = (1, p.len());
-                    let (w, p) = (
-                        w.into_shape_with_order(shape),
-                        p.into_shape_with_order(shape),
-                    );
-                    assert!(relative_difference(w.unwrap(), p.unwrap()) < 1e-5, "{case}");
-                }
-            });
+        assert_matches_im2col(conv_shape(sizes), |c| c.with_winograd().unwrap(), &mut rng);
+    }
+}
+
+/// The direct algorithm against the im2col convolution of the same weights (see
+/// [`assert_matches_im2col`]), with kernels of 1 to 7 taps, padding up to one less than the
+/// kernel, an odd number of output channels, and outputs whose width is and is not a whole number
+/// of blocks (4 columns) and whose height is odd.
+#[test]
+fn direct_convolution_equals_the_im2col_convolution_up_to_rounding() {
+    let mut rng = seeded_rng(37);
+    // (in, out, height, width, kernel, stride, padding, dilation)
+    let cases = [
+        (1, 24, 28, 28, 5, 1, 0, 1), // the fast recipe's first layer
+        (3, 5, 7, 6, 3, 1, 1, 1),
+        (2, 3, 9, 9, 3, 1, 0, 1),
+        (1, 4, 5, 5, 3, 1, 2, 1),
+        (2, 2, 10, 11, 7, 1, 3, 1),
+        (1, 3, 6, 6, 1, 1, 0, 1),
+        (2, 3, 8, 10, 4, 1, 1, 1),
+    ];
+    for sizes in cases {
+        assert_matches_im2col(conv_shape(sizes), |c| c.with_direct().unwrap(), &mut rng);
+    }
+}
+
+/// A convolution computed by another algorithm (`with_algorithm`) against the im2col convolution
+/// of the same weights: the same outputs, weight, bias and input gradients up to rounding, with
+/// batches of several chunks of images, a fused 2x2 pooling with and without a ReLU (pooled
+/// inside the algorithm when the output's height and width are even, by the general path
+/// otherwise), and the work on one core or shared between two.
+fn assert_matches_im2col(
+    shape: ConvShape,
+    with_algorithm: impl Fn(Conv2d) -> Conv2d,
+    rng: &mut (impl rand::Rng + Send),
+) {
+    use mnist_nn::layers::PoolShape;
+    // What is fused: nothing, a 2x2 pooling, or the pooling and a ReLU after it.
+    for (fused, rows, cores) in [
+        ("nothing", 3, 1),
+        ("pooling", 20, 1),
+        ("pooling and relu", 37, 1),
+        ("pooling and relu", 37, 2),
+        ("nothing", 20, 2),
+    ] {
+        let mut plain = Conv2d::new(shape, Init::He, rng);
+        let mut other = with_algorithm(Conv2d::from_params(
+            shape,
+            plain.weight.clone(),
+            plain.bias.clone(),
+        ));
+        let pool = PoolShape {
+            channels: shape.out_channels,
+            height: shape.out_height(),
+            width: shape.out_width(),
+            kernel: 2,
+            stride: 2,
+        };
+        if fused != "nothing" {
+            assert!(plain.fuse_max_pool(pool) && other.fuse_max_pool(pool));
         }
+        if fused == "pooling and relu" {
+            assert!(plain.fuse_relu() && other.fuse_relu());
+        }
+        let x = random_matrix(rows, shape.input_len(), rng);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let expected = plain.forward(x.view(), true).to_owned();
+            let got = other.forward(x.view(), true).to_owned();
+            let case = format!("{shape:?}, {rows} images, fused {fused}, {cores} cores");
+            assert!(
+                relative_difference(got.view(), expected.view()) < 1e-5,
+                "{case}"
+            );
+            let dy = random_matrix(rows, expected.ncols(), rng);
+            let expected_dx = plain.backward(x.view(), dy.view()).to_owned();
+            let dx = other.backward(x.view(), dy.view()).to_owned();
+            assert!(
+                relative_difference(dx.view(), expected_dx.view()) < 1e-5,
+                "{case}"
+            );
+            for (w, p) in other.params().into_iter().zip(plain.params()) {
+                let (w, p) = (ndarray::aview1(w.grad), ndarray::aview1(p.grad));
+                let shape = (1, p.len());
+                let (w, p) = (
+                    w.into_shape_with_order(shape),
+                    p.into_shape_with_order(shape),
+                );
+                assert!(relative_difference(w.unwrap(), p.unwrap()) < 1e-5, "{case}");
+            }
+        });
     }
 }

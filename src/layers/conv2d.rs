@@ -66,11 +66,11 @@ use rayon::prelude::*;
 
 use super::lanes::{self, ChunkGrad, ChunkOutput, LANES};
 use super::max_pool::{max_of_windows, send_to_winners};
-use super::winograd::{self, ChunkBuffers};
 use super::{
     check_features, ensure_shape, relu_backward, relu_in_place, two_params, Layer, LayerSpec,
     Param, PoolShape, Tensor, TensorSource,
 };
+use super::{direct, winograd};
 use crate::gemm::{matmul, single_threaded, threads};
 use crate::init::Init;
 
@@ -241,12 +241,13 @@ pub struct Conv2d {
     fused_relu: bool,
     /// The max pooling the layer applies, if one is fused.
     pool: Option<PoolShape>,
-    /// When the layer computes by Winograd's F(2x2, 3x3) (the `winograd` module), the weights transformed
-    /// for it, `U` `(16, out_channels, in_channels)`, as of the last forward pass.
-    winograd: Option<Array3<f32>>,
+    /// How the layer computes its sums.
+    algorithm: Algorithm,
     /// With a fused pooling, for every pooled value, the index of its window's winner in its
-    /// image's `Z` `(out_channels·out_h·out_w)`: `(n·pooled values)`; without, one unused entry
-    /// per image, so that the images pair with their entries the same way in both cases.
+    /// image's `Z` `(out_channels·out_h·out_w)`: image by image `(n, pooled values)`, or, when a
+    /// chunked algorithm pools inside its blocks, in its layout, chunk by chunk
+    /// `(chunks, pooled values, lanes)`; without a pooling, one unused entry per image, so that
+    /// the images pair with their entries the same way in every case.
     winners: Vec<u32>,
     /// One image's buffers, for a forward pass on this thread (the backward pass keeps its own in
     /// `groups`)
@@ -294,7 +295,7 @@ impl Conv2d {
             input_grad_needed: true,
             fused_relu: false,
             pool: None,
-            winograd: None,
+            algorithm: Algorithm::Im2col,
             winners: Vec::new(),
             scratch: ImageScratch::default(),
             groups: Vec::new(),
@@ -311,9 +312,30 @@ impl Conv2d {
     /// dilation 1; says why otherwise.
     pub fn with_winograd(mut self) -> Result<Self, String> {
         winograd::check(&self.shape)?;
-        self.winograd = Some(Array3::zeros((0, 0, 0)));
+        self.algorithm = Algorithm::Winograd(Array3::zeros((0, 0, 0)));
         Ok(self)
     }
+
+    /// The same convolution computed by direct sums, eight images at a time (the `direct`
+    /// module): no patches and no matrix products, the same results up to rounding. Only for
+    /// stride 1 and dilation 1, kernels up to 7x7 and a padding smaller than the kernel; says why
+    /// otherwise.
+    pub fn with_direct(mut self) -> Result<Self, String> {
+        direct::check(&self.shape)?;
+        self.algorithm = Algorithm::Direct;
+        Ok(self)
+    }
+}
+
+/// How a convolution computes its sums.
+enum Algorithm {
+    /// A matrix product per image, over its patches gathered (the module documentation).
+    Im2col,
+    /// Winograd's F(2x2, 3x3) (the `winograd` module), with the weights transformed for it, `U`
+    /// `(16, out_channels, in_channels)`, as of the last forward pass.
+    Winograd(Array3<f32>),
+    /// Direct sums, eight images at a time (the `direct` module).
+    Direct,
 }
 
 /// The buffers of one image's pass (or one chunk's, by Winograd's algorithm): each thread that
@@ -327,9 +349,12 @@ struct ImageScratch {
     /// `(out_channels·out_h·out_w)`
     unpooled: Vec<f32>,
     /// Winograd's transformed tiles of a chunk of images
-    chunk: ChunkBuffers,
-    /// Winograd's `Z` (forward) or `dZ` (backward) of a chunk of images, when a pooling whose
-    /// windows are not the algorithm's blocks is fused: `(images, out_channels·out_h·out_w)`
+    winograd: winograd::ChunkBuffers,
+    /// The direct algorithm's planes of a chunk of images
+    direct: direct::ChunkBuffers,
+    /// A chunked algorithm's `Z` (forward) or `dZ` (backward) of a chunk of images, when a
+    /// pooling whose windows are not the algorithm's blocks is fused:
+    /// `(images, out_channels·out_h·out_w)`
     chunk_unpooled: Array2<f32>,
 }
 
@@ -392,8 +417,8 @@ const IMAGES_PER_GROUP: usize = 128;
 struct ForwardRecord<'a> {
     shape: ConvShape,
     weight: ArrayView2<'a, f32>,
-    /// Winograd's transformed weights `U`, if the layer computes by that algorithm.
-    winograd: Option<&'a Array3<f32>>,
+    /// How the layer computes (with Winograd's transformed weights `U`).
+    algorithm: &'a Algorithm,
     /// What the fused pooling left, if one is fused.
     pool: Option<PoolRecord<'a>>,
 }
@@ -402,10 +427,19 @@ struct ForwardRecord<'a> {
 struct PoolRecord<'a> {
     /// The pooling's windows.
     shape: PoolShape,
-    /// The index of every pooled value's winner in its image's `Z`, `(n, pooled values)`.
-    winners: ArrayView2<'a, u32>,
+    /// The index of every pooled value's winner in its image's `Z`, laid out as the layer's
+    /// `winners`.
+    winners: &'a [u32],
     /// The pooled output, when a ReLU is fused after the pooling (its mask), `(n, pooled values)`.
     relu_output: Option<ArrayView2<'a, f32>>,
+}
+
+impl PoolRecord<'_> {
+    /// Image `i`'s winners, when they are laid out image by image.
+    fn image_winners(&self, i: usize) -> &[u32] {
+        let per_image = self.shape.output_len();
+        &self.winners[i * per_image..][..per_image]
+    }
 }
 
 /// One group's sums and buffers in a backward pass.
@@ -417,6 +451,9 @@ struct GroupGradients {
     /// By Winograd's algorithm, `Σ_group dU` `(16, out_channels, in_channels)`, whose transform
     /// back is `weight`
     transformed_weight: Array3<f32>,
+    /// By the direct algorithm, each lane's `Σ_group dW` `(out_channels, taps, lanes)`, whose
+    /// lanes' sum is `weight`
+    weight_by_lane: Vec<f32>,
     scratch: ImageScratch,
     /// `dP` of one image, `(taps, out_h·out_w)`
     grad_patches: Array2<f32>,
@@ -428,6 +465,7 @@ impl GroupGradients {
             weight: Array2::zeros((out_channels, taps)),
             bias: Array1::zeros(out_channels),
             transformed_weight: Array3::zeros((0, 0, 0)),
+            weight_by_lane: Vec::new(),
             scratch: ImageScratch::default(),
             grad_patches: Array2::zeros((0, 0)),
         }
@@ -446,8 +484,8 @@ fn backward_group(
     sums: &mut GroupGradients,
     mut grad_input: Option<&mut ArrayViewMut2<f32>>,
 ) {
-    if let Some(u) = record.winograd {
-        backward_group_winograd(record, u, images, input, grad_output, sums, grad_input);
+    if !matches!(record.algorithm, Algorithm::Im2col) {
+        backward_group_by_chunks(record, images, input, grad_output, sums, grad_input);
         return;
     }
     let shape = &record.shape;
@@ -465,7 +503,7 @@ fn backward_group(
                 let relu_output = pool.relu_output.map(|y| y.index_axis_move(Axis(0), i));
                 send_to_winners(
                     dy.as_slice().expect("contiguous rows"),
-                    pool.winners.row(i).to_slice().expect("contiguous rows"),
+                    pool.image_winners(i),
                     relu_output
                         .as_ref()
                         .map(|y| y.as_slice().expect("contiguous rows")),
@@ -494,9 +532,8 @@ fn backward_group(
 /// (rebuilt from the windows' gradients if a pooling is fused, or those gradients themselves when
 /// the windows are the algorithm's blocks), `dU += ` its share, `db += ` its sums and, given the
 /// group's rows of `dX`, the chunk's rows of it; at the end `dW = Gᵀ·dU·G`.
-fn backward_group_winograd(
+fn backward_group_by_chunks(
     record: &ForwardRecord,
-    u: &Array3<f32>,
     images: std::ops::Range<usize>,
     input: ArrayView2<f32>,
     grad_output: ArrayView2<f32>,
@@ -522,7 +559,8 @@ fn backward_group_winograd(
                 add_channel_sums(&mut sums.bias, dy, relu_output);
                 ChunkGrad::Pooled {
                     grad: dy,
-                    winners: pool.winners.slice(rows),
+                    winners: &pool.winners[start * pool.shape.output_len()..]
+                        [..LANES * pool.shape.output_len()],
                     relu_output,
                 }
             }
@@ -534,7 +572,7 @@ fn backward_group_winograd(
                     let relu_output = pool.relu_output.map(|y| y.index_axis_move(Axis(0), i));
                     send_to_winners(
                         grad_output.row(i).to_slice().expect("contiguous rows"),
-                        pool.winners.row(i).to_slice().expect("contiguous rows"),
+                        pool.image_winners(i),
                         relu_output
                             .as_ref()
                             .map(|y| y.as_slice().expect("contiguous rows")),
@@ -548,22 +586,39 @@ fn backward_group_winograd(
         let grad_input = grad_input
             .as_mut()
             .map(|dx| dx.slice_mut(s![start - first..end - first, ..]));
-        winograd::backward_chunk(
-            shape,
-            u,
-            input.slice(s![start..end, ..]),
-            dz,
-            &mut scratch.chunk,
-            &mut sums.transformed_weight,
-            c > 0,
-            grad_input,
-        );
+        let images = input.slice(s![start..end, ..]);
+        match record.algorithm {
+            Algorithm::Winograd(u) => winograd::backward_chunk(
+                shape,
+                u,
+                images,
+                dz,
+                &mut scratch.winograd,
+                &mut sums.transformed_weight,
+                c > 0,
+                grad_input,
+            ),
+            Algorithm::Direct => direct::backward_chunk(
+                shape,
+                record.weight.as_slice().expect("standard layout"),
+                images,
+                dz,
+                &mut scratch.direct,
+                (&mut sums.weight_by_lane, c > 0),
+                grad_input,
+            ),
+            Algorithm::Im2col => unreachable!("im2col goes image by image"),
+        }
     }
-    winograd::weight_grad(
-        &sums.transformed_weight,
-        sums.weight.view_mut(),
-        &mut scratch.chunk,
-    );
+    match record.algorithm {
+        Algorithm::Winograd(_) => winograd::weight_grad(
+            &sums.transformed_weight,
+            sums.weight.view_mut(),
+            &mut scratch.winograd,
+        ),
+        Algorithm::Direct => direct::weight_grad(&sums.weight_by_lane, sums.weight.view_mut()),
+        Algorithm::Im2col => unreachable!("im2col goes image by image"),
+    }
 }
 
 /// Adds each channel's sum of the gradients `rows` `(images, channels·values)` onto `sums`
@@ -574,20 +629,49 @@ fn add_channel_sums(sums: &mut Array1<f32>, rows: ArrayView2<f32>, mask: Option<
         let values = row.len() / channels;
         let row = row.to_slice().expect("contiguous rows");
         let mask = mask.map(|m| m.index_axis_move(Axis(0), i));
+        let mask = mask
+            .as_ref()
+            .map(|m| m.as_slice().expect("contiguous rows"));
         for (c, sum) in sums.iter_mut().enumerate() {
             let part = &row[c * values..][..values];
-            *sum += match &mask {
-                None => part.iter().sum::<f32>(),
-                Some(m) => {
-                    let on = &m.as_slice().expect("contiguous rows")[c * values..][..values];
-                    part.iter()
-                        .zip(on)
-                        .map(|(&g, &y)| if y > 0.0 { g } else { 0.0 })
-                        .sum()
-                }
-            };
+            *sum += masked_sum(part, mask.map(|m| &m[c * values..][..values]));
         }
     }
+}
+
+/// `Σ values`, only where `mask` is positive if one is given. Summed in 8 interleaved parts, then
+/// the parts (a single running sum waits for each addition before the next).
+fn masked_sum(values: &[f32], mask: Option<&[f32]>) -> f32 {
+    const PARTS: usize = 8;
+    let mut parts = [0.0f32; PARTS];
+    let keep = lanes::where_positive;
+    let chunks = values.chunks_exact(PARTS);
+    let rest = chunks.remainder();
+    match mask {
+        None => {
+            for chunk in chunks {
+                for (part, &g) in parts.iter_mut().zip(chunk) {
+                    *part += g;
+                }
+            }
+            parts[..rest.len()]
+                .iter_mut()
+                .zip(rest)
+                .for_each(|(p, &g)| *p += g);
+        }
+        Some(mask) => {
+            for (chunk, on) in chunks.zip(mask.chunks_exact(PARTS)) {
+                for ((part, &g), &y) in parts.iter_mut().zip(chunk).zip(on) {
+                    *part += keep(g, y);
+                }
+            }
+            let on = &mask[values.len() - rest.len()..];
+            for ((part, &g), &y) in parts.iter_mut().zip(rest).zip(on) {
+                *part += keep(g, y);
+            }
+        }
+    }
+    parts.iter().sum()
 }
 
 /// An image's row of output values (or their gradients) as the matrix `(out_channels, out_h·out_w)`.
@@ -598,17 +682,33 @@ fn channels_by_pixels(row: ArrayView1<'_, f32>, channels: usize) -> ArrayView2<'
 }
 
 impl Conv2d {
-    /// The forward pass by Winograd's algorithm, into `output` (shaped already): `U` from the
-    /// current weights, then a chunk of images at a time, `Z` straight into the chunk's output
-    /// rows, or pooled into them from a chunk buffer; then `max(0, Y)` if a ReLU is fused.
-    fn forward_winograd(&mut self, input: ArrayView2<f32>) {
+    /// The forward pass by a chunked algorithm (Winograd's or the direct one), into `output`
+    /// (shaped already): a chunk of images at a time, `Z` straight into the chunk's output rows,
+    /// or pooled into them from a chunk buffer; then `max(0, Y)` if a ReLU is fused.
+    fn forward_by_chunks(&mut self, input: ArrayView2<f32>) {
         let shape = self.shape;
         let (pool, fused_relu) = (self.pool, self.fused_relu);
         let row_len = self.output_len();
         let winners_per_image = self.winners_per_image();
-        let u = self.winograd.as_mut().expect("called by Winograd's layers");
-        winograd::transform_weights(&shape, self.weight.view(), u, &mut self.scratch.chunk);
-        let (u, bias) = (&*u, self.bias.as_slice().expect("standard layout"));
+        let weight = self.weight.view();
+        let u = match &mut self.algorithm {
+            Algorithm::Winograd(u) => {
+                winograd::transform_weights(&shape, weight, u, &mut self.scratch.winograd);
+                Some(&*u)
+            }
+            _ => None,
+        };
+        let weight = weight.to_slice().expect("standard layout");
+        let bias = self.bias.as_slice().expect("standard layout");
+        let forward_chunk =
+            |scratch: &mut ImageScratch, images: ArrayView2<f32>, output: ChunkOutput| match u {
+                Some(u) => {
+                    winograd::forward_chunk(&shape, u, bias, images, &mut scratch.winograd, output)
+                }
+                None => {
+                    direct::forward_chunk(&shape, weight, bias, images, &mut scratch.direct, output)
+                }
+            };
         let one_chunk =
             |scratch: &mut ImageScratch,
              ((c, rows), winners): ((usize, &mut [f32]), &mut [u32])| {
@@ -616,21 +716,16 @@ impl Conv2d {
                 let images = input.slice(s![c * LANES..c * LANES + count, ..]);
                 let mut output = ArrayViewMut2::from_shape((count, row_len), &mut *rows)
                     .expect("a chunk's output rows");
-                let chunk = &mut scratch.chunk;
                 match &pool {
-                    None => {
-                        let output = ChunkOutput::Values(output);
-                        winograd::forward_chunk(&shape, u, bias, images, chunk, output)
-                    }
+                    None => forward_chunk(scratch, images, ChunkOutput::Values(output)),
                     Some(pool) if lanes::pools_blocks(&shape, pool) => {
                         let output = ChunkOutput::Pooled(output, winners);
-                        winograd::forward_chunk(&shape, u, bias, images, chunk, output)
+                        forward_chunk(scratch, images, output)
                     }
                     Some(pool) => {
-                        let z = &mut scratch.chunk_unpooled;
-                        ensure_shape(z, count, shape.output_len());
-                        let values = ChunkOutput::Values(z.view_mut());
-                        winograd::forward_chunk(&shape, u, bias, images, chunk, values);
+                        let mut z = std::mem::take(&mut scratch.chunk_unpooled);
+                        ensure_shape(&mut z, count, shape.output_len());
+                        forward_chunk(scratch, images, ChunkOutput::Values(z.view_mut()));
                         let winners = winners.chunks_mut(winners_per_image);
                         for ((z, mut y), winners) in
                             z.rows().into_iter().zip(output.rows_mut()).zip(winners)
@@ -643,13 +738,16 @@ impl Conv2d {
                                 winners,
                             );
                         }
+                        scratch.chunk_unpooled = z;
                     }
                 }
                 if fused_relu {
                     relu_in_place(rows);
                 }
             };
-        self.winners.resize(input.nrows() * winners_per_image, 0);
+        // Whole chunks of winners, in the lanes' layout when the pooling is the algorithm's.
+        let chunks = input.nrows().div_ceil(LANES);
+        self.winners.resize(chunks * LANES * winners_per_image, 0);
         for_each_piece(
             (
                 self.output.as_slice_mut().expect("standard layout"),
@@ -708,8 +806,8 @@ impl Layer for Conv2d {
             }
             return self.output.view();
         }
-        if self.winograd.is_some() {
-            self.forward_winograd(input);
+        if !matches!(self.algorithm, Algorithm::Im2col) {
+            self.forward_by_chunks(input);
             return self.output.view();
         }
         // Image i: P (taps, out_h·out_w) gathered, then Z = W·P + b: (out_channels, out_h·out_w),
@@ -806,11 +904,10 @@ impl Layer for Conv2d {
         let record = ForwardRecord {
             shape: self.shape,
             weight: self.weight.view(),
-            winograd: self.winograd.as_ref(),
+            algorithm: &self.algorithm,
             pool: self.pool.map(|pool| PoolRecord {
                 shape: pool,
-                winners: ArrayView2::from_shape((n, pool.output_len()), &self.winners)
-                    .expect("a winner per pooled value of the last forward pass"),
+                winners: &self.winners,
                 relu_output: self.fused_relu.then(|| self.output.view()),
             }),
         };
@@ -898,11 +995,11 @@ impl Layer for Conv2d {
 
     /// `Z = W·P`, `dW = dZ·Pᵀ` and `dP = Wᵀ·dZ` each cost `2·out_channels·taps·n·out_h·out_w`
     /// (by Winograd's algorithm, `M`, `dU` and `dV` each cost `2·16·out_channels·in_channels` per
-    /// tile).
+    /// tile; the direct algorithm's sums are im2col's products term for term).
     fn training_flops(&self, batch: usize) -> u64 {
         let products = if self.input_grad_needed { 3 } else { 2 };
         let s = self.shape;
-        if self.winograd.is_some() {
+        if let Algorithm::Winograd(_) = self.algorithm {
             return products * batch as u64 * winograd::product_flops(&s);
         }
         let pixels = batch * s.out_pixels();
@@ -910,10 +1007,10 @@ impl Layer for Conv2d {
     }
 
     fn spec(&self) -> LayerSpec {
-        if self.winograd.is_some() {
-            LayerSpec::WinogradConv2d(self.shape)
-        } else {
-            LayerSpec::Conv2d(self.shape)
+        match self.algorithm {
+            Algorithm::Im2col => LayerSpec::Conv2d(self.shape),
+            Algorithm::Winograd(_) => LayerSpec::WinogradConv2d(self.shape),
+            Algorithm::Direct => LayerSpec::DirectConv2d(self.shape),
         }
     }
 
@@ -948,10 +1045,10 @@ impl Layer for Conv2d {
 
     fn describe(&self) -> String {
         let s = self.shape;
-        let algorithm = if self.winograd.is_some() {
-            ", Winograd F(2x2, 3x3)"
-        } else {
-            ""
+        let algorithm = match self.algorithm {
+            Algorithm::Im2col => "",
+            Algorithm::Winograd(_) => ", Winograd F(2x2, 3x3)",
+            Algorithm::Direct => ", direct",
         };
         format!(
             "Conv2d({} -> {}, {k}x{k}, stride {}, padding {}, dilation {}; {}x{} -> {}x{}{algorithm})",

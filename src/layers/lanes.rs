@@ -1,9 +1,9 @@
-//! Vectors of 8 images: the layout a convolution computed a chunk of images at a time
-//! (Winograd's, in the `winograd` module) computes in.
+//! Vectors of 8 images: the layout the convolutions computed a chunk of images at a time
+//! (Winograd's, in the `winograd` module, and the direct one, in `direct`) compute in.
 //!
 //! A chunk of up to 8 images is copied into "planes" with the images innermost, `(pixel, image)`:
 //! every value is then a vector `[f32; 8]` of "lanes", one per image, and every step of the
-//! algorithm is the same arithmetic on whole vectors, one AVX2 instruction each, with no
+//! algorithms is the same arithmetic on whole vectors, one AVX2 instruction each, with no
 //! shuffles and nothing special at the images' edges. The lanes of images a chunk does not have
 //! are zeros.
 
@@ -78,6 +78,14 @@ pub(super) fn later_wins_lanes(
         won.1[lane] = if later { second.1[lane] } else { first.1[lane] };
     }
     won
+}
+
+/// `g` where `y > 0`, zero elsewhere (a gradient through a ReLU whose output was `y`), as a mask
+/// of bits: the compiler turns `if y > 0.0 { g } else { 0.0 }` into a branch, which the processor
+/// mispredicts half the time.
+#[inline(always)]
+pub(crate) fn where_positive(g: f32, y: f32) -> f32 {
+    f32::from_bits(g.to_bits() & ((y > 0.0) as u32).wrapping_neg())
 }
 
 /// `to[j·to_stride + i] = from[i·from_stride + j]` for `i < rows` and `j < cols`: a transposed
@@ -191,9 +199,9 @@ pub(super) fn from_plane(
 }
 
 /// Whether a max pooling's windows are 2x2 blocks of outputs 2 apart, on an output of even height
-/// and width: Winograd's algorithm computes its outputs by such blocks (a tile's), so it can pool
-/// each block as it computes it, and the backward pass can send each window's gradient straight
-/// into its block.
+/// and width: the chunked algorithms compute their outputs by such blocks (a Winograd tile's, two
+/// of the direct algorithm's), so they can pool each block as they compute it, and the backward
+/// pass can send each window's gradient straight into its block.
 pub(crate) fn pools_blocks(shape: &ConvShape, pool: &PoolShape) -> bool {
     (pool.kernel, pool.stride) == (2, 2)
         && shape.out_height().is_multiple_of(2)
@@ -205,8 +213,8 @@ pub(crate) enum ChunkOutput<'a> {
     /// `Z = conv(X) + b`, `(images, out_channels·out_h·out_w)`
     Values(ArrayViewMut2<'a, f32>),
     /// `Z` max-pooled over 2x2 blocks (see [`pools_blocks`]): the pooled values
-    /// `(images, out_channels·windows)` and, for each, the index of its winner in its image's `Z`
-    /// `(images·out_channels·windows)`.
+    /// `(images, out_channels·windows)` and, for each, the index of its winner in its image's `Z`,
+    /// in the lanes' layout `(out_channels·windows, lanes)` (the backward pass reads them so).
     Pooled(ArrayViewMut2<'a, f32>, &'a mut [u32]),
 }
 
@@ -215,10 +223,10 @@ pub(crate) enum ChunkGrad<'a> {
     /// `dZ`, `(images, out_channels·out_h·out_w)`
     Values(ArrayView2<'a, f32>),
     /// The gradient of [`ChunkOutput::Pooled`]'s values `(images, out_channels·windows)`, their
-    /// winners, and the pooled values if a ReLU followed the pooling (its mask).
+    /// winners as it left them, and the pooled values if a ReLU followed the pooling (its mask).
     Pooled {
         grad: ArrayView2<'a, f32>,
-        winners: ArrayView2<'a, u32>,
+        winners: &'a [u32],
         relu_output: Option<ArrayView2<'a, f32>>,
     },
 }

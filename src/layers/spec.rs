@@ -34,6 +34,9 @@ pub enum LayerSpec {
     /// [`Conv2d`] of the given shape computed by Winograd's F(2x2, 3x3)
     /// ([`Conv2d::with_winograd`]): the same parameters, equal results up to rounding.
     WinogradConv2d(ConvShape),
+    /// [`Conv2d`] of the given shape computed by direct sums, eight images at a time
+    /// ([`Conv2d::with_direct`]): the same parameters, equal results up to rounding.
+    DirectConv2d(ConvShape),
     /// [`Flatten`] of `features` features.
     Flatten {
         /// Features per row.
@@ -153,11 +156,16 @@ impl LayerSpec {
                 expect(features)?;
                 Ok(features)
             }
-            LayerSpec::Conv2d(shape) | LayerSpec::WinogradConv2d(shape) => {
+            LayerSpec::Conv2d(shape)
+            | LayerSpec::WinogradConv2d(shape)
+            | LayerSpec::DirectConv2d(shape) => {
                 shape.check().map_err(|e| format!("{self:?}: {e}"))?;
-                if let LayerSpec::WinogradConv2d(_) = self {
-                    super::check_winograd(&shape).map_err(|e| format!("{self:?}: {e}"))?;
-                }
+                let algorithm = match self {
+                    LayerSpec::WinogradConv2d(_) => super::check_winograd(&shape),
+                    LayerSpec::DirectConv2d(_) => super::check_direct(&shape),
+                    _ => Ok(()),
+                };
+                algorithm.map_err(|e| format!("{self:?}: {e}"))?;
                 expect(shape.input_len())?;
                 Ok(shape.output_len())
             }
@@ -210,7 +218,9 @@ impl LayerSpec {
                 .checked_add(shape.out_channels),
             LayerSpec::BatchNorm1d { features } => features.checked_mul(4),
             LayerSpec::BatchNorm2d { channels, .. } => channels.checked_mul(4),
-            LayerSpec::Conv2d(shape) | LayerSpec::WinogradConv2d(shape) => shape
+            LayerSpec::Conv2d(shape)
+            | LayerSpec::WinogradConv2d(shape)
+            | LayerSpec::DirectConv2d(shape) => shape
                 .taps()
                 .checked_mul(shape.out_channels)?
                 .checked_add(shape.out_channels),
@@ -238,7 +248,9 @@ impl LayerSpec {
             }
             LayerSpec::ReLU => Box::new(ReLU::new()),
             LayerSpec::BatchNorm1d { features } => Box::new(BatchNorm1d::new(features)),
-            LayerSpec::Conv2d(shape) | LayerSpec::WinogradConv2d(shape) => {
+            LayerSpec::Conv2d(shape)
+            | LayerSpec::WinogradConv2d(shape)
+            | LayerSpec::DirectConv2d(shape) => {
                 let conv = Conv2d::from_params(
                     shape,
                     ndarray::Array2::zeros((shape.out_channels, shape.taps())),
@@ -247,6 +259,9 @@ impl LayerSpec {
                 match self {
                     LayerSpec::WinogradConv2d(_) => {
                         Box::new(conv.with_winograd().expect("a checked spec"))
+                    }
+                    LayerSpec::DirectConv2d(_) => {
+                        Box::new(conv.with_direct().expect("a checked spec"))
                     }
                     _ => Box::new(conv),
                 }

@@ -67,7 +67,7 @@ use ndarray::{s, Array3, ArrayView2, ArrayViewMut2, Axis};
 
 use super::lanes::{
     add, copy_transposed, from_plane, half, later_wins_lanes, neg, sub, to_plane, vectors,
-    vectors_mut, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
+    vectors_mut, where_positive, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
 };
 use super::ConvShape;
 use crate::gemm::matmul;
@@ -623,14 +623,13 @@ fn write_output(tiles: &Tiles, bias: &[f32], buffers: &ChunkBuffers, output: Chu
             }
         }
         ChunkOutput::Pooled(mut y, winners) => {
+            winners.copy_from_slice(&buffers.winners);
             let (n, row_len) = y.dim();
             let y = y.as_slice_mut().expect("contiguous rows");
             for o in 0..shape.out_channels {
                 let (from, to) = (o * per_image * LANES, o * per_image);
                 let pooled = (&buffers.pooled[from..], LANES);
                 copy_transposed(pooled, (&mut y[to..], row_len), per_image, n);
-                let won = (&buffers.winners[from..], LANES);
-                copy_transposed(won, (&mut winners[to..], row_len), per_image, n);
             }
         }
     }
@@ -762,11 +761,11 @@ fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBu
         } => {
             let all = Region::run(s.out_channels * per_image);
             to_plane(grad, 0, all, &mut buffers.pooled);
-            to_plane(winners, 0, all, &mut buffers.winners);
+            buffers.winners.copy_from_slice(winners);
             if let Some(relu_output) = relu_output {
                 to_plane(relu_output, 0, all, &mut buffers.pooled_relu);
                 for (g, &y) in buffers.pooled.iter_mut().zip(&buffers.pooled_relu) {
-                    *g = if y > 0.0 { *g } else { 0.0 };
+                    *g = where_positive(*g, y);
                 }
             }
             true
