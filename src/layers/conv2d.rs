@@ -59,6 +59,11 @@
 //! rounding. A fused 2x2 pooling whose windows are the algorithm's 2x2 blocks of outputs is then
 //! computed inside its output transform, and its backward pass sends each window's gradient
 //! straight into the block.
+//!
+//! A convolution with stride 1 and few input channels (a first layer on the image) can be computed
+//! instead by direct sums, a chunk of images at a time ([`Conv2d::with_direct`],
+//! `conv C K algorithm direct`; the `direct` module): no patches and no products too small to run
+//! at speed, the same results up to rounding, a fused 2x2 pooling taken from its blocks likewise.
 
 use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use rand::Rng;
