@@ -38,8 +38,8 @@ use std::ops::Range;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::lanes::{
-    add, copy_transposed, from_plane, later_wins_lanes, to_plane, vectors, vectors_mut,
-    where_positive, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
+    add, copy_transposed, from_plane, later_wins_lanes, pooled_grads_into_lanes, to_plane, vectors,
+    vectors_mut, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
 };
 use super::ConvShape;
 
@@ -72,7 +72,7 @@ type BlockSums = [[Lanes; BLOCK_COLS]; BLOCK_ROWS];
 
 /// Where a chunk's planes of one kind lie: `channels` planes of `height x width` pixels, one
 /// after the other.
-#[derive(Clone, Copy, PartialEq, Debug)]
+#[derive(Clone, Copy)]
 struct Planes {
     width: usize,
     height: usize,
@@ -503,7 +503,7 @@ fn backward_chunk_body<const K: usize>(shape: &ConvShape, weight: &[f32], args: 
     let with_input_grad = grad_input.is_some();
     buffers.prepare(&geometry, with_input_grad);
     fill_input_planes(&geometry, images, buffers);
-    read_pooled_grad(&geometry, &grad_output, buffers);
+    read_pooled_grad(&grad_output, buffers);
     let (region, plane_len) = output_grad_region(&geometry, with_input_grad);
     let sums_len = shape.out_channels * shape.taps() * LANES;
     if !accumulate || weight_sums.len() != sums_len {
@@ -576,21 +576,13 @@ fn flip_filters<const K: usize>(shape: &ConvShape, weight: &[f32], flipped: &mut
 /// For a pooling's gradient, the windows' gradients (zero where the ReLU after the pooling was
 /// off) into lanes, `(out_channels·windows, lanes)` (the winners are in lanes already).
 #[inline(always)]
-fn read_pooled_grad(geometry: &Geometry, grad_output: &ChunkGrad, buffers: &mut ChunkBuffers) {
-    let s = &geometry.shape;
+fn read_pooled_grad(grad_output: &ChunkGrad, buffers: &mut ChunkBuffers) {
     if let ChunkGrad::Pooled {
         grad, relu_output, ..
     } = grad_output
     {
-        let windows = (s.out_height() / 2) * (s.out_width() / 2);
-        let all = Region::run(s.out_channels * windows);
-        to_plane(*grad, 0, all, &mut buffers.pooled);
-        if let Some(relu_output) = relu_output {
-            to_plane(*relu_output, 0, all, &mut buffers.pooled_relu);
-            for (g, &y) in buffers.pooled.iter_mut().zip(&buffers.pooled_relu) {
-                *g = where_positive(*g, y);
-            }
-        }
+        let (pooled, relu) = (&mut buffers.pooled, &mut buffers.pooled_relu);
+        pooled_grads_into_lanes(*grad, *relu_output, pooled, relu);
     }
 }
 

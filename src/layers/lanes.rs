@@ -88,6 +88,26 @@ pub(crate) fn where_positive(g: f32, y: f32) -> f32 {
     f32::from_bits(g.to_bits() & ((y > 0.0) as u32).wrapping_neg())
 }
 
+/// The gradients of a chunk's pooled values `grad` `(images, out_channels·windows)` into lanes,
+/// `pooled` `(out_channels·windows, lanes)`, zero where the ReLU after the pooling was off (its
+/// output `relu_output`, the same shape as `grad`, copied into lanes through `relu_lanes`).
+#[inline(always)]
+pub(super) fn pooled_grads_into_lanes(
+    grad: ArrayView2<f32>,
+    relu_output: Option<ArrayView2<f32>>,
+    pooled: &mut [f32],
+    relu_lanes: &mut [f32],
+) {
+    let all = Region::run(grad.ncols());
+    to_plane(grad, 0, all, pooled);
+    if let Some(relu_output) = relu_output {
+        to_plane(relu_output, 0, all, relu_lanes);
+        for (g, &y) in pooled.iter_mut().zip(&*relu_lanes) {
+            *g = where_positive(*g, y);
+        }
+    }
+}
+
 /// `to[j·to_stride + i] = from[i·from_stride + j]` for `i < rows` and `j < cols`: a transposed
 /// copy, by blocks of 8x8 read and written a block row at a time (copying value by value along
 /// one side scatters the accesses of the other, several times slower).

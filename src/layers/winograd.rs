@@ -66,8 +66,8 @@ use std::ops::Range;
 use ndarray::{s, Array3, ArrayView2, ArrayViewMut2, Axis};
 
 use super::lanes::{
-    add, copy_transposed, from_plane, half, later_wins_lanes, neg, sub, to_plane, vectors,
-    vectors_mut, where_positive, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
+    add, copy_transposed, from_plane, half, later_wins_lanes, neg, pooled_grads_into_lanes, sub,
+    to_plane, vectors, vectors_mut, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
 };
 use super::ConvShape;
 use crate::gemm::matmul;
@@ -743,7 +743,6 @@ fn backward_chunk_body(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
 #[inline(always)]
 fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBuffers) -> bool {
     let s = &tiles.shape;
-    let per_image = tiles.per_image();
     match grad_output {
         ChunkGrad::Values(dz) => {
             let planes = buffers
@@ -759,15 +758,9 @@ fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBu
             winners,
             relu_output,
         } => {
-            let all = Region::run(s.out_channels * per_image);
-            to_plane(grad, 0, all, &mut buffers.pooled);
+            let (pooled, relu) = (&mut buffers.pooled, &mut buffers.pooled_relu);
+            pooled_grads_into_lanes(grad, relu_output, pooled, relu);
             buffers.winners.copy_from_slice(winners);
-            if let Some(relu_output) = relu_output {
-                to_plane(relu_output, 0, all, &mut buffers.pooled_relu);
-                for (g, &y) in buffers.pooled.iter_mut().zip(&buffers.pooled_relu) {
-                    *g = where_positive(*g, y);
-                }
-            }
             true
         }
     }
