@@ -622,8 +622,9 @@ fn winograd_convolution_equals_the_im2col_convolution_up_to_rounding() {
 
 /// The direct algorithm against the im2col convolution of the same weights (see
 /// [`assert_matches_im2col`]), with kernels of 1 to 7 taps, padding up to one less than the
-/// kernel, an odd number of output channels, and outputs whose width is and is not a whole number
-/// of blocks (4 columns) and whose height is odd.
+/// kernel, an odd number of output channels, outputs whose width is and is not a whole number of
+/// blocks (4 columns) and whose height is odd, and even outputs, pooled inside the blocks (one
+/// and several input channels, with and without padding, kernels of 1, 3, 4, 5 and 7 taps).
 #[test]
 fn direct_convolution_equals_the_im2col_convolution_up_to_rounding() {
     let mut rng = seeded_rng(37);
@@ -636,6 +637,9 @@ fn direct_convolution_equals_the_im2col_convolution_up_to_rounding() {
         (2, 2, 10, 11, 7, 1, 3, 1),
         (1, 3, 6, 6, 1, 1, 0, 1),
         (2, 3, 8, 10, 4, 1, 1, 1),
+        (2, 3, 8, 10, 3, 1, 1, 1), // pooled in blocks: several channels, padding
+        (3, 4, 9, 9, 4, 1, 2, 1),  // the same, an even kernel
+        (1, 5, 12, 10, 7, 1, 3, 1), // the same, the widest kernel
     ];
     for sizes in cases {
         assert_matches_im2col(conv_shape(sizes), |c| c.with_direct().unwrap(), &mut rng);

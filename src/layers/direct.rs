@@ -5,7 +5,8 @@
 //! input channels, as in a first layer on the image itself (the fast recipe's 1 -> 24 maps, 5x5,
 //! whose product per image is 24x25 by 25x576).
 //!
-//! Forward: every output value a sum over the taps, every term one vector multiply and add:
+//! Forward: every output value a sum over the taps, every term one fused multiply-add of a vector
+//! (one rounding; the same bits on every CPU, see [`add_scaled`]):
 //!
 //! ```text
 //! Z[o, y, x] = b[o] + Σ_{c, ky, kx} W[o, c, ky, kx] · X[c, y + ky - padding, x + kx - padding]
@@ -187,8 +188,8 @@ pub(crate) struct ChunkBuffers {
     input_grad_planes: Vec<f32>,
     /// The pooled values (forward) or their gradients (backward), `(out_channels, windows, lanes)`
     pooled: Vec<f32>,
-    /// The ReLU's output after the pooling, read in the backward pass as its mask, the same shape
-    pooled_relu: Vec<f32>,
+    /// The pooled values' gradients before the ReLU's mask, the same shape
+    pooled_unmasked: Vec<f32>,
     /// The filters flipped, their channels swapped: `(in_channels, out_channels, K, K)`
     flipped: Vec<f32>,
     /// The layer the buffers were made for, and whether the `dZ` planes have a border
@@ -211,28 +212,29 @@ impl ChunkBuffers {
             output_grad_planes: zeros(s.out_channels, grad.pixels()),
             input_grad_planes: zeros(s.in_channels, geometry.input_grad().pixels()),
             pooled: zeros(s.out_channels, windows),
-            pooled_relu: zeros(s.out_channels, windows),
+            pooled_unmasked: zeros(s.out_channels, windows),
             flipped: Vec::new(),
             made_for: Some((s, with_input_grad)),
         };
     }
 }
 
-/// `sum + w·x` in every lane (a multiplication and an addition: Rust never fuses them on its own,
-/// so the results do not depend on the CPU).
+/// `sum + w·x` in every lane, as one fused multiply-add (one rounding): an FMA instruction where
+/// the CPU has them, the C library's exact `fmaf` (slower) where not, so the results do not
+/// depend on the CPU.
 #[inline(always)]
 fn add_scaled(mut sum: Lanes, w: f32, x: &Lanes) -> Lanes {
     for (sum, &x) in sum.iter_mut().zip(x) {
-        *sum += w * x;
+        *sum = w.mul_add(x, *sum);
     }
     sum
 }
 
-/// `sum + d·x`, lane by lane.
+/// `sum + d·x`, lane by lane, fused as in [`add_scaled`].
 #[inline(always)]
 fn add_product(mut sum: Lanes, d: &Lanes, x: &Lanes) -> Lanes {
     for ((sum, &d), &x) in sum.iter_mut().zip(d).zip(x) {
-        *sum += d * x;
+        *sum = d.mul_add(x, *sum);
     }
     sum
 }
@@ -322,8 +324,8 @@ pub(crate) fn forward_chunk(
     output: ChunkOutput,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
         return unsafe { forward_chunk_avx2(shape, weight, bias, images, buffers, output) };
     }
     for_kernel!(
@@ -332,9 +334,10 @@ pub(crate) fn forward_chunk(
     )
 }
 
-/// [`forward_chunk`] compiled for AVX2 (8 lanes a register instead of the baseline's 4).
+/// [`forward_chunk`] compiled for AVX2 and FMA (8 lanes a register instead of the baseline's 4,
+/// and the fused multiply-add as one instruction).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn forward_chunk_avx2(
     shape: &ConvShape,
     weight: &[f32],
@@ -472,8 +475,8 @@ pub(crate) fn backward_chunk<'a>(
         grad_input,
     );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
         return unsafe { backward_chunk_avx2(shape, weight, args) };
     }
     for_kernel!(shape.kernel, backward_chunk_body(shape, weight, args))
@@ -489,9 +492,9 @@ type BackwardArgs<'a, 'b> = (
     Option<ArrayViewMut2<'a, f32>>,
 );
 
-/// [`backward_chunk`] compiled for AVX2.
+/// [`backward_chunk`] compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn backward_chunk_avx2(shape: &ConvShape, weight: &[f32], args: BackwardArgs) {
     for_kernel!(shape.kernel, backward_chunk_body(shape, weight, args))
 }
@@ -581,8 +584,8 @@ fn read_pooled_grad(grad_output: &ChunkGrad, buffers: &mut ChunkBuffers) {
         grad, relu_output, ..
     } = grad_output
     {
-        let (pooled, relu) = (&mut buffers.pooled, &mut buffers.pooled_relu);
-        pooled_grads_into_lanes(*grad, *relu_output, pooled, relu);
+        let (pooled, unmasked) = (&mut buffers.pooled, &mut buffers.pooled_unmasked);
+        pooled_grads_into_lanes(*grad, *relu_output, pooled, unmasked);
     }
 }
 

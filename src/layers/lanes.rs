@@ -90,21 +90,25 @@ pub(crate) fn where_positive(g: f32, y: f32) -> f32 {
 
 /// The gradients of a chunk's pooled values `grad` `(images, out_channels·windows)` into lanes,
 /// `pooled` `(out_channels·windows, lanes)`, zero where the ReLU after the pooling was off (its
-/// output `relu_output`, the same shape as `grad`, copied into lanes through `relu_lanes`).
+/// output `relu_output`, the same shape as `grad`). `grad_lanes`, of `pooled`'s size, holds the
+/// gradients in lanes before the mask: each masked value is written over the ReLU's output, so
+/// that the compiler cannot turn the mask into a store of zeros in place: it did, with a masked
+/// store (`vmaskmovps`), which AMD's processors run as a slow microcoded sequence.
 #[inline(always)]
 pub(super) fn pooled_grads_into_lanes(
     grad: ArrayView2<f32>,
     relu_output: Option<ArrayView2<f32>>,
     pooled: &mut [f32],
-    relu_lanes: &mut [f32],
+    grad_lanes: &mut [f32],
 ) {
     let all = Region::run(grad.ncols());
-    to_plane(grad, 0, all, pooled);
-    if let Some(relu_output) = relu_output {
-        to_plane(relu_output, 0, all, relu_lanes);
-        for (g, &y) in pooled.iter_mut().zip(&*relu_lanes) {
-            *g = where_positive(*g, y);
-        }
+    let Some(relu_output) = relu_output else {
+        return to_plane(grad, 0, all, pooled);
+    };
+    to_plane(grad, 0, all, grad_lanes);
+    to_plane(relu_output, 0, all, pooled);
+    for (y, &g) in pooled.iter_mut().zip(&*grad_lanes) {
+        *y = where_positive(g, *y);
     }
 }
 

@@ -353,8 +353,8 @@ pub(crate) struct ChunkBuffers {
     output_grad_planes: Vec<f32>,
     /// The pooled values (forward) or their gradients (backward), `(out_channels, tiles, lanes)`
     pooled: Vec<f32>,
-    /// The ReLU's output after the pooling, read in the backward pass as its mask, the same shape
-    pooled_relu: Vec<f32>,
+    /// The pooled values' gradients before the ReLU's mask, the same shape
+    pooled_unmasked: Vec<f32>,
     /// The winners of `pooled`, the same shape
     winners: Vec<u32>,
     /// The taps of the filters, one row per tap (see [`transform_weights`])
@@ -382,7 +382,7 @@ impl ChunkBuffers {
         self.output_grad_planes = vec![0.0; output];
         let pooled = s.out_channels * tiles.per_image() * LANES;
         self.pooled = vec![0.0; pooled];
-        self.pooled_relu = vec![0.0; pooled];
+        self.pooled_unmasked = vec![0.0; pooled];
         self.winners = vec![0; pooled];
         self.made_for = Some(s);
     }
@@ -758,8 +758,8 @@ fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBu
             winners,
             relu_output,
         } => {
-            let (pooled, relu) = (&mut buffers.pooled, &mut buffers.pooled_relu);
-            pooled_grads_into_lanes(grad, relu_output, pooled, relu);
+            let (pooled, unmasked) = (&mut buffers.pooled, &mut buffers.pooled_unmasked);
+            pooled_grads_into_lanes(grad, relu_output, pooled, unmasked);
             buffers.winners.copy_from_slice(winners);
             true
         }
