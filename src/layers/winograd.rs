@@ -355,8 +355,6 @@ pub(crate) struct ChunkBuffers {
     pooled: Vec<f32>,
     /// The pooled values' gradients before the ReLU's mask, the same shape
     pooled_unmasked: Vec<f32>,
-    /// The winners of `pooled`, the same shape
-    winners: Vec<u32>,
     /// The taps of the filters, one row per tap (see [`transform_weights`])
     taps: Vec<f32>,
     /// The layer the buffers were made for
@@ -383,7 +381,6 @@ impl ChunkBuffers {
         let pooled = s.out_channels * tiles.per_image() * LANES;
         self.pooled = vec![0.0; pooled];
         self.pooled_unmasked = vec![0.0; pooled];
-        self.winners = vec![0; pooled];
         self.made_for = Some(s);
     }
 }
@@ -533,12 +530,16 @@ fn forward_chunk_body(
     bias: &[f32],
     images: ArrayView2<f32>,
     buffers: &mut ChunkBuffers,
-    output: ChunkOutput,
+    mut output: ChunkOutput,
 ) {
     let tiles = Tiles::new(shape);
     buffers.prepare(&tiles);
     fill_input_planes(&tiles, images, buffers);
-    let pooled = matches!(output, ChunkOutput::Pooled(..));
+    // The pooling's winners go straight into the layer's (already in the lanes' layout).
+    let mut winners = match &mut output {
+        ChunkOutput::Values(_) => None,
+        ChunkOutput::Pooled(_, winners) => Some(winners.as_chunks_mut::<LANES>().0),
+    };
     for group in tiles.groups() {
         transform_input(&tiles, &group, buffers);
         let columns = group.len() * LANES;
@@ -550,39 +551,37 @@ fn forward_chunk_body(
                 buffers.products.slice_mut(s![xi, .., ..columns]),
             );
         }
-        transform_output(&tiles, &group, bias, pooled, buffers);
+        transform_output(&tiles, &group, bias, winners.as_deref_mut(), buffers);
     }
     write_output(&tiles, bias, buffers, output);
 }
 
 /// `Y = Aᵀ·M·A` for every tile of `group` of every output channel, into the channel's plane of
-/// blocks; or, if `pooled`, each tile's four values plus the bias pooled: the largest (PyTorch's
-/// scan: a later value wins only if larger or NaN) and its index in the image's `Z`.
+/// blocks; or, given the pooling's `winners` `(out_channels·tiles, lanes)`, each tile's four
+/// values plus the bias pooled: the largest (PyTorch's scan: a later value wins only if larger or
+/// NaN) and its index in the image's `Z`, into `winners`.
 #[inline(always)]
 fn transform_output(
     tiles: &Tiles,
     group: &Range<usize>,
     bias: &[f32],
-    pooled: bool,
+    mut winners: Option<&mut [[u32; LANES]]>,
     buffers: &mut ChunkBuffers,
 ) {
     let shape = &tiles.shape;
     let (out_w, blocks_w) = (shape.out_width(), 2 * tiles.cols);
     let m = entries(&buffers.products);
     let planes = vectors_mut(&mut buffers.output_planes);
-    let (pooled_values, winners) = (
-        vectors_mut(&mut buffers.pooled),
-        buffers.winners.as_chunks_mut::<LANES>().0,
-    );
+    let pooled_values = vectors_mut(&mut buffers.pooled);
     for (o, &b) in bias.iter().enumerate() {
         let at = Transformed::new(o, shape.out_channels);
         let plane = &mut planes[o * tiles.output_pixels()..][..tiles.output_pixels()];
         for (t, (ty, tx)) in tiles.of(group) {
             let mut y = two_sided(output_step, &tile_entries(m, at, t));
-            if !pooled {
+            let Some(winners) = winners.as_deref_mut() else {
                 put_block(plane, blocks_w, (2 * ty, 2 * tx), &y);
                 continue;
-            }
+            };
             for y in y.as_flattened_mut() {
                 for y in y {
                     *y += b;
@@ -622,8 +621,7 @@ fn write_output(tiles: &Tiles, bias: &[f32], buffers: &ChunkBuffers, output: Chu
                 }
             }
         }
-        ChunkOutput::Pooled(mut y, winners) => {
-            winners.copy_from_slice(&buffers.winners);
+        ChunkOutput::Pooled(mut y, _) => {
             let (n, row_len) = y.dim();
             let y = y.as_slice_mut().expect("contiguous rows");
             for o in 0..shape.out_channels {
@@ -684,7 +682,7 @@ fn backward_chunk_body(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
     let (images, grad_output, buffers, du, accumulate, grad_input) = args;
     let tiles = Tiles::new(shape);
     buffers.prepare(&tiles);
-    let pooled = read_output_grad(&tiles, grad_output, buffers);
+    let winners = read_output_grad(&tiles, grad_output, buffers);
     // V again: recomputing it costs less than keeping a batch's V in memory.
     fill_input_planes(&tiles, images, buffers);
     if grad_input.is_some() {
@@ -694,7 +692,7 @@ fn backward_chunk_body(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
         *du = Array3::zeros((TILE, shape.out_channels, shape.in_channels));
     }
     for (g, group) in tiles.groups().enumerate() {
-        transform_output_grad(&tiles, &group, pooled, buffers);
+        transform_output_grad(&tiles, &group, winners, buffers);
         transform_input(&tiles, &group, buffers);
         let columns = group.len() * LANES;
         let dm = buffers.products.slice(s![.., .., ..columns]);
@@ -738,10 +736,14 @@ fn backward_chunk_body(shape: &ConvShape, u: &Array3<f32>, args: BackwardArgs) {
 }
 
 /// The chunk's `dZ` into the planes of output blocks; or, for a pooling whose windows are the
-/// blocks, the windows' gradients (zero where the ReLU after the pooling was off) and winners.
-/// Whether it was the latter.
+/// blocks, the windows' gradients (zero where the ReLU after the pooling was off); then the
+/// pooling's winners, in the lanes' layout `(out_channels·tiles, lanes)`.
 #[inline(always)]
-fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBuffers) -> bool {
+fn read_output_grad<'a>(
+    tiles: &Tiles,
+    grad_output: ChunkGrad<'a>,
+    buffers: &mut ChunkBuffers,
+) -> Option<&'a [[u32; LANES]]> {
     let s = &tiles.shape;
     match grad_output {
         ChunkGrad::Values(dz) => {
@@ -751,7 +753,7 @@ fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBu
             for (o, plane) in planes.enumerate() {
                 to_plane(dz, o * s.out_pixels(), tiles.output_region(), plane);
             }
-            false
+            None
         }
         ChunkGrad::Pooled {
             grad,
@@ -760,34 +762,31 @@ fn read_output_grad(tiles: &Tiles, grad_output: ChunkGrad, buffers: &mut ChunkBu
         } => {
             let (pooled, unmasked) = (&mut buffers.pooled, &mut buffers.pooled_unmasked);
             pooled_grads_into_lanes(grad, relu_output, pooled, unmasked);
-            buffers.winners.copy_from_slice(winners);
-            true
+            Some(winners.as_chunks::<LANES>().0)
         }
     }
 }
 
 /// `dM = A·dY·Aᵀ` for every tile of `group` of every output channel, `dY` from the planes of
-/// output blocks or, if `pooled`, each window's gradient on its winner and zeros elsewhere.
+/// output blocks or, given the pooling's `winners`, each window's gradient on its winner and
+/// zeros elsewhere.
 #[inline(always)]
 fn transform_output_grad(
     tiles: &Tiles,
     group: &Range<usize>,
-    pooled: bool,
+    winners: Option<&[[u32; LANES]]>,
     buffers: &mut ChunkBuffers,
 ) {
     let s = &tiles.shape;
     let (out_w, blocks_w) = (s.out_width(), 2 * tiles.cols);
     let dm = entries_mut(&mut buffers.products);
     let planes = vectors(&buffers.output_grad_planes);
-    let (grads, winners) = (
-        vectors(&buffers.pooled),
-        buffers.winners.as_chunks::<LANES>().0,
-    );
+    let grads = vectors(&buffers.pooled);
     for o in 0..s.out_channels {
         let at = Transformed::new(o, s.out_channels);
         let plane = &planes[o * tiles.output_pixels()..][..tiles.output_pixels()];
         for (t, (ty, tx)) in tiles.of(group) {
-            let dy = if pooled {
+            let dy = if let Some(winners) = winners {
                 let window = o * tiles.per_image() + group.start + t;
                 let (g, w) = (&grads[window], &winners[window]);
                 let first = (o * s.out_pixels() + 2 * ty * out_w + 2 * tx) as u32;
