@@ -63,8 +63,10 @@ pub(super) fn neg(x: Lanes) -> Lanes {
 }
 
 /// `max_pool`'s `later_wins` in every lane: the value and index of `second`
-/// where its value is larger or NaN, of `first` elsewhere (as one vector comparison and two
-/// blends).
+/// where its value is larger or NaN, of `first` elsewhere. The choice is a mask of bits (all
+/// ones where `second` wins) that selects both the value and the index: one vector comparison and
+/// bitwise selects (a `bool` choosing the indices was compiled into a branchless choice lane by
+/// lane, eight `cmov`s).
 #[inline(always)]
 pub(super) fn later_wins_lanes(
     first: (Lanes, [u32; LANES]),
@@ -73,9 +75,10 @@ pub(super) fn later_wins_lanes(
     let mut won = first;
     for lane in 0..LANES {
         let (a, b) = (first.0[lane], second.0[lane]);
-        let later = (b > a) | b.is_nan();
-        won.0[lane] = if later { b } else { a };
-        won.1[lane] = if later { second.1[lane] } else { first.1[lane] };
+        let later = (((b > a) | b.is_nan()) as u32).wrapping_neg();
+        let select = |b: u32, a: u32| (b & later) | (a & !later);
+        won.0[lane] = f32::from_bits(select(b.to_bits(), a.to_bits()));
+        won.1[lane] = select(second.1[lane], first.1[lane]);
     }
     won
 }
