@@ -40,7 +40,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::lanes::{
     add, copy_transposed, from_plane, later_wins_lanes, pooled_grads_into_lanes, to_plane, vectors,
-    vectors_mut, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
+    vectors_mut, ChunkGrad, ChunkOutput, Lanes, Region, Rows, LANES,
 };
 use super::ConvShape;
 
@@ -188,8 +188,6 @@ pub(crate) struct ChunkBuffers {
     input_grad_planes: Vec<f32>,
     /// The pooled values (forward) or their gradients (backward), `(out_channels, windows, lanes)`
     pooled: Vec<f32>,
-    /// The pooled values' gradients before the ReLU's mask, the same shape
-    pooled_unmasked: Vec<f32>,
     /// The filters flipped, their channels swapped: `(in_channels, out_channels, K, K)`
     flipped: Vec<f32>,
     /// The layer the buffers were made for, and whether the `dZ` planes have a border
@@ -212,7 +210,6 @@ impl ChunkBuffers {
             output_grad_planes: zeros(s.out_channels, grad.pixels()),
             input_grad_planes: zeros(s.in_channels, geometry.input_grad().pixels()),
             pooled: zeros(s.out_channels, windows),
-            pooled_unmasked: zeros(s.out_channels, windows),
             flipped: Vec::new(),
             made_for: Some((s, with_input_grad)),
         };
@@ -400,7 +397,7 @@ fn forward_chunk_body<const K: usize>(
             let y = y.as_slice_mut().expect("contiguous rows");
             for o in 0..shape.out_channels {
                 let (from, to) = (o * windows * LANES, o * windows);
-                let pooled = (&buffers.pooled[from..], LANES);
+                let pooled = Rows::of(&buffers.pooled[from..], LANES);
                 copy_transposed(pooled, (&mut y[to..], row_len), windows, n);
             }
         }
@@ -584,8 +581,7 @@ fn read_pooled_grad(grad_output: &ChunkGrad, buffers: &mut ChunkBuffers) {
         grad, relu_output, ..
     } = grad_output
     {
-        let (pooled, unmasked) = (&mut buffers.pooled, &mut buffers.pooled_unmasked);
-        pooled_grads_into_lanes(*grad, *relu_output, pooled, unmasked);
+        pooled_grads_into_lanes(*grad, *relu_output, &mut buffers.pooled);
     }
 }
 

@@ -93,39 +93,78 @@ pub(crate) fn where_positive(g: f32, y: f32) -> f32 {
 
 /// The gradients of a chunk's pooled values `grad` `(images, out_channels·windows)` into lanes,
 /// `pooled` `(out_channels·windows, lanes)`, zero where the ReLU after the pooling was off (its
-/// output `relu_output`, the same shape as `grad`). `grad_lanes`, of `pooled`'s size, holds the
-/// gradients in lanes before the mask: each masked value is written over the ReLU's output, so
-/// that the compiler cannot turn the mask into a store of zeros in place: it did, with a masked
-/// store (`vmaskmovps`), which AMD's processors run as a slow microcoded sequence.
+/// output `relu_output`, the same shape as `grad`): the mask is applied as the values are
+/// transposed, so each value is read once and written once.
 #[inline(always)]
 pub(super) fn pooled_grads_into_lanes(
     grad: ArrayView2<f32>,
     relu_output: Option<ArrayView2<f32>>,
     pooled: &mut [f32],
-    grad_lanes: &mut [f32],
 ) {
-    let all = Region::run(grad.ncols());
-    let Some(relu_output) = relu_output else {
-        return to_plane(grad, 0, all, pooled);
+    let (images, row_len) = grad.dim();
+    let grad = grad.as_slice().expect("contiguous rows");
+    let relu_output = relu_output.map(|y| y.to_slice().expect("contiguous rows"));
+    let from = Rows {
+        values: grad,
+        relu_output,
+        stride: row_len,
     };
-    to_plane(grad, 0, all, grad_lanes);
-    to_plane(relu_output, 0, all, pooled);
-    for (y, &g) in pooled.iter_mut().zip(&*grad_lanes) {
-        *y = where_positive(g, *y);
+    copy_transposed(from, (pooled, LANES), images, row_len);
+    if images < LANES {
+        for lanes in pooled.chunks_exact_mut(LANES) {
+            lanes[images..].fill(0.0);
+        }
     }
 }
 
-/// `to[j·to_stride + i] = from[i·from_stride + j]` for `i < rows` and `j < cols`: a transposed
-/// copy, by blocks of 8x8 read and written a block row at a time (copying value by value along
-/// one side scatters the accesses of the other, several times slower). With AVX, each block is
-/// transposed in registers ([`transpose_8x8_avx`]); without, value by value.
+/// What a transposed copy reads: the rows of a matrix, `stride` values apart in `values`, and if
+/// `relu_output` (the same layout) is given, each value only where it is positive (a gradient
+/// through a ReLU, see [`where_positive`]), zero elsewhere.
+#[derive(Clone, Copy)]
+pub(super) struct Rows<'a> {
+    pub(super) values: &'a [f32],
+    pub(super) relu_output: Option<&'a [f32]>,
+    pub(super) stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// The rows of `values`, each value as it is.
+    pub(super) fn of(values: &'a [f32], stride: usize) -> Self {
+        Rows {
+            values,
+            relu_output: None,
+            stride,
+        }
+    }
+
+    /// The rows from row `i`, column `j` on.
+    #[inline(always)]
+    fn from(&self, (i, j): (usize, usize)) -> Self {
+        let at = i * self.stride + j;
+        Rows {
+            values: &self.values[at..],
+            relu_output: self.relu_output.map(|y| &y[at..]),
+            stride: self.stride,
+        }
+    }
+
+    /// Row `i`, column `j`.
+    #[inline(always)]
+    fn value(&self, (i, j): (usize, usize)) -> f32 {
+        let at = i * self.stride + j;
+        match self.relu_output {
+            Some(y) => where_positive(self.values[at], y[at]),
+            None => self.values[at],
+        }
+    }
+}
+
+/// `to[j·to_stride + i] = from[i][j]` for `i < rows` and `j < cols`: a transposed copy, by blocks
+/// of 8x8 read and written a block row at a time (copying value by value along one side scatters
+/// the accesses of the other, several times slower). With AVX, each block is transposed in
+/// registers ([`transpose_8x8_avx`]); without, value by value.
 #[inline(always)]
-pub(super) fn copy_transposed(
-    from: (&[f32], usize),
-    to: (&mut [f32], usize),
-    rows: usize,
-    cols: usize,
-) {
+pub(super) fn copy_transposed(from: Rows, to: (&mut [f32], usize), rows: usize, cols: usize) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: the CPU has AVX, checked just above.
@@ -137,7 +176,7 @@ pub(super) fn copy_transposed(
 /// [`copy_transposed`] with its whole blocks transposed by AVX shuffles.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-fn copy_transposed_avx(from: (&[f32], usize), to: (&mut [f32], usize), rows: usize, cols: usize) {
+fn copy_transposed_avx(from: Rows, to: (&mut [f32], usize), rows: usize, cols: usize) {
     copy_transposed_by_blocks(from, to, (rows, cols), |from, to| {
         // SAFETY: this function runs only where the CPU has AVX.
         unsafe { transpose_8x8_avx(from, to) }
@@ -145,23 +184,23 @@ fn copy_transposed_avx(from: (&[f32], usize), to: (&mut [f32], usize), rows: usi
 }
 
 /// [`copy_transposed`]'s loops, each whole 8x8 block copied by `transpose_block(from, to)`
-/// (`to[j][i] = from[i][j]`, rows `from.1` and `to.1` values apart), the edges value by value.
+/// (`to[j][i] = from[i][j]`, the rows of `to` `to.1` values apart), the edges value by value.
 #[inline(always)]
 fn copy_transposed_by_blocks(
-    (from, from_stride): (&[f32], usize),
+    from: Rows,
     (to, to_stride): (&mut [f32], usize),
     (rows, cols): (usize, usize),
-    transpose_block: impl Fn((&[f32], usize), (&mut [f32], usize)),
+    transpose_block: impl Fn(Rows, (&mut [f32], usize)),
 ) {
     for i0 in (0..rows).step_by(8) {
         for j0 in (0..cols).step_by(8) {
             if i0 + 8 <= rows && j0 + 8 <= cols {
-                let from = (&from[i0 * from_stride + j0..], from_stride);
-                transpose_block(from, (&mut to[j0 * to_stride + i0..], to_stride));
+                let to = &mut to[j0 * to_stride + i0..];
+                transpose_block(from.from((i0, j0)), (to, to_stride));
             } else {
                 for i in i0..rows.min(i0 + 8) {
                     for j in j0..cols.min(j0 + 8) {
-                        to[j * to_stride + i] = from[i * from_stride + j];
+                        to[j * to_stride + i] = from.value((i, j));
                     }
                 }
             }
@@ -171,14 +210,10 @@ fn copy_transposed_by_blocks(
 
 /// An 8x8 block transposed value by value (on CPUs without AVX).
 #[inline(always)]
-fn transpose_8x8((from, from_stride): (&[f32], usize), (to, to_stride): (&mut [f32], usize)) {
-    let mut block = [[0.0; 8]; 8];
-    for (i, row) in block.iter_mut().enumerate() {
-        row.copy_from_slice(&from[i * from_stride..][..8]);
-    }
+fn transpose_8x8(from: Rows, (to, to_stride): (&mut [f32], usize)) {
     for j in 0..8 {
         for (i, to) in to[j * to_stride..][..8].iter_mut().enumerate() {
-            *to = block[i][j];
+            *to = from.value((i, j));
         }
     }
 }
@@ -186,23 +221,29 @@ fn transpose_8x8((from, from_stride): (&[f32], usize), (to, to_stride): (&mut [f
 /// An 8x8 block transposed in eight registers, rows `a..h` into columns, in three rounds of
 /// shuffles: interleave pairs of rows (`a0 b0 a1 b1 | a4 b4 a5 b5`), then pairs of pairs
 /// (`a0 b0 c0 d0 | a4 b4 c4 d4`), then swap the 128-bit halves between the upper and lower four
-/// (`a0 .. h0`). 8 loads, 24 shuffles and 8 stores where value by value takes 128 moves.
+/// (`a0 .. h0`). 8 loads, 24 shuffles and 8 stores where value by value takes 128 moves. A ReLU's
+/// mask is one comparison and one `and` per row.
 ///
 /// # Safety
 /// The CPU must have AVX.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 #[inline]
-unsafe fn transpose_8x8_avx(
-    (from, from_stride): (&[f32], usize),
-    (to, to_stride): (&mut [f32], usize),
-) {
+unsafe fn transpose_8x8_avx(from: Rows, (to, to_stride): (&mut [f32], usize)) {
     use std::arch::x86_64::*;
     let mut r = [_mm256_setzero_ps(); 8];
     for (i, r) in r.iter_mut().enumerate() {
-        let row = &from[i * from_stride..][..8];
+        let row = &from.values[i * from.stride..][..8];
         // SAFETY: `row` has 8 values.
         *r = unsafe { _mm256_loadu_ps(row.as_ptr()) };
+        if let Some(y) = from.relu_output {
+            let y = &y[i * from.stride..][..8];
+            // SAFETY: `y` has 8 values.
+            let y = unsafe { _mm256_loadu_ps(y.as_ptr()) };
+            // All ones where y > 0 (false for NaN, as `where_positive`).
+            let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(y, _mm256_setzero_ps());
+            *r = _mm256_and_ps(*r, positive);
+        }
     }
     let mut t = [_mm256_setzero_ps(); 8];
     for pair in 0..4 {
@@ -251,16 +292,6 @@ pub(super) struct Region {
 }
 
 impl Region {
-    /// `len` values one after the other from the plane's start (no border, one row).
-    pub(super) fn run(len: usize) -> Self {
-        Region {
-            start: 0,
-            stride: len,
-            height: 1,
-            width: len,
-        }
-    }
-
     /// Runs of pixels that follow each other both in the channel and in the plane: `(first pixel
     /// in the channel, first pixel in the plane, pixels)`. The whole channel is one run when the
     /// plane has no border.
@@ -283,7 +314,7 @@ pub(super) fn to_plane(rows: ArrayView2<f32>, first: usize, region: Region, plan
     let (images, row_len) = rows.dim();
     let rows = rows.as_slice().expect("contiguous rows");
     for (value, pixel, len) in region.runs() {
-        let from = (&rows[first + value..], row_len);
+        let from = Rows::of(&rows[first + value..], row_len);
         let to = &mut plane[pixel * LANES..][..len * LANES];
         copy_transposed(from, (to, LANES), images, len);
         if images < LANES {
@@ -307,7 +338,7 @@ pub(super) fn from_plane(
     let rows = rows.as_slice_mut().expect("contiguous rows");
     for (value, pixel, len) in region.runs() {
         let to = (&mut rows[first + value..], row_len);
-        copy_transposed((&plane[pixel * LANES..], LANES), to, len, images);
+        copy_transposed(Rows::of(&plane[pixel * LANES..], LANES), to, len, images);
     }
 }
 
@@ -349,28 +380,41 @@ mod tests {
     use super::*;
 
     /// Whole blocks, edges and both at once, with strides wider than the rows: every value lands
-    /// at its transposed place and nothing else in `to` is touched, by the CPU's own blocks (AVX
-    /// here) and value by value.
+    /// at its transposed place (masked by a ReLU's output, if given) and nothing else in `to` is
+    /// touched, by the CPU's own blocks (AVX here) and value by value.
     #[test]
     fn copy_transposed_is_the_transpose() {
-        check_transpose(copy_transposed);
-        check_transpose(|from, to, rows, cols| {
-            copy_transposed_by_blocks(from, to, (rows, cols), transpose_8x8)
-        });
+        for masked in [false, true] {
+            check_transpose(masked, copy_transposed);
+            check_transpose(masked, |from, to, rows, cols| {
+                copy_transposed_by_blocks(from, to, (rows, cols), transpose_8x8)
+            });
+        }
     }
 
-    fn check_transpose(copy: impl Fn((&[f32], usize), (&mut [f32], usize), usize, usize)) {
+    fn check_transpose(masked: bool, copy: impl Fn(Rows, (&mut [f32], usize), usize, usize)) {
         for (rows, cols) in [(8, 8), (16, 24), (13, 11), (3, 20), (9, 7), (1, 1)] {
             let (from_stride, to_stride) = (cols + 3, rows + 5);
-            let from: Vec<f32> = (0..rows * from_stride).map(|v| v as f32).collect();
+            let from: Vec<f32> = (0..rows * from_stride).map(|v| v as f32 + 0.5).collect();
+            // Positive, zero, negative and NaN outputs of a ReLU (its mask), in turn.
+            let relu_output: Vec<f32> = (0..from.len())
+                .map(|v| [1.0, 0.0, -1.0, f32::NAN][v % 4])
+                .collect();
+            let rows_of = Rows {
+                values: &from,
+                relu_output: masked.then_some(&relu_output[..]),
+                stride: from_stride,
+            };
             let mut to = vec![-1.0; cols * to_stride];
-            copy((&from, from_stride), (&mut to, to_stride), rows, cols);
+            copy(rows_of, (&mut to, to_stride), rows, cols);
             for j in 0..cols {
                 for k in 0..to_stride {
-                    let want = if k < rows {
-                        from[k * from_stride + j]
-                    } else {
-                        -1.0
+                    let at = k * from_stride + j;
+                    let want = match k < rows {
+                        true if masked && relu_output[at] > 0.0 => from[at],
+                        true if masked => 0.0,
+                        true => from[at],
+                        false => -1.0,
                     };
                     assert_eq!(to[j * to_stride + k], want, "{rows}x{cols} at ({j}, {k})");
                 }

@@ -67,7 +67,7 @@ use ndarray::{s, Array3, ArrayView2, ArrayViewMut2, Axis};
 
 use super::lanes::{
     add, copy_transposed, from_plane, half, later_wins_lanes, neg, pooled_grads_into_lanes, sub,
-    to_plane, vectors, vectors_mut, ChunkGrad, ChunkOutput, Lanes, Region, LANES,
+    to_plane, vectors, vectors_mut, ChunkGrad, ChunkOutput, Lanes, Region, Rows, LANES,
 };
 use super::ConvShape;
 use crate::gemm::matmul;
@@ -353,8 +353,6 @@ pub(crate) struct ChunkBuffers {
     output_grad_planes: Vec<f32>,
     /// The pooled values (forward) or their gradients (backward), `(out_channels, tiles, lanes)`
     pooled: Vec<f32>,
-    /// The pooled values' gradients before the ReLU's mask, the same shape
-    pooled_unmasked: Vec<f32>,
     /// The taps of the filters, one row per tap (see [`transform_weights`])
     taps: Vec<f32>,
     /// The layer the buffers were made for
@@ -380,7 +378,6 @@ impl ChunkBuffers {
         self.output_grad_planes = vec![0.0; output];
         let pooled = s.out_channels * tiles.per_image() * LANES;
         self.pooled = vec![0.0; pooled];
-        self.pooled_unmasked = vec![0.0; pooled];
         self.made_for = Some(s);
     }
 }
@@ -626,7 +623,7 @@ fn write_output(tiles: &Tiles, bias: &[f32], buffers: &ChunkBuffers, output: Chu
             let y = y.as_slice_mut().expect("contiguous rows");
             for o in 0..shape.out_channels {
                 let (from, to) = (o * per_image * LANES, o * per_image);
-                let pooled = (&buffers.pooled[from..], LANES);
+                let pooled = Rows::of(&buffers.pooled[from..], LANES);
                 copy_transposed(pooled, (&mut y[to..], row_len), per_image, n);
             }
         }
@@ -760,8 +757,7 @@ fn read_output_grad<'a>(
             winners,
             relu_output,
         } => {
-            let (pooled, unmasked) = (&mut buffers.pooled, &mut buffers.pooled_unmasked);
-            pooled_grads_into_lanes(grad, relu_output, pooled, unmasked);
+            pooled_grads_into_lanes(grad, relu_output, &mut buffers.pooled);
             Some(winners.as_chunks::<LANES>().0)
         }
     }
