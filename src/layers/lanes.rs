@@ -122,9 +122,9 @@ pub(super) fn pooled_grads_into_lanes(
 /// through a ReLU, see [`where_positive`]), zero elsewhere.
 #[derive(Clone, Copy)]
 pub(super) struct Rows<'a> {
-    pub(super) values: &'a [f32],
-    pub(super) relu_output: Option<&'a [f32]>,
-    pub(super) stride: usize,
+    values: &'a [f32],
+    relu_output: Option<&'a [f32]>,
+    stride: usize,
 }
 
 impl<'a> Rows<'a> {
@@ -139,7 +139,7 @@ impl<'a> Rows<'a> {
 
     /// The rows from row `i`, column `j` on.
     #[inline(always)]
-    fn from(&self, (i, j): (usize, usize)) -> Self {
+    fn starting_at(&self, (i, j): (usize, usize)) -> Self {
         let at = i * self.stride + j;
         Rows {
             values: &self.values[at..],
@@ -196,7 +196,7 @@ fn copy_transposed_by_blocks(
         for j0 in (0..cols).step_by(8) {
             if i0 + 8 <= rows && j0 + 8 <= cols {
                 let to = &mut to[j0 * to_stride + i0..];
-                transpose_block(from.from((i0, j0)), (to, to_stride));
+                transpose_block(from.starting_at((i0, j0)), (to, to_stride));
             } else {
                 for i in i0..rows.min(i0 + 8) {
                     for j in j0..cols.min(j0 + 8) {
