@@ -92,7 +92,8 @@ const FAST: Experiment = Experiment {
     timed: true,
 };
 
-/// Every experiment: the seeds' in the order of SPEC.md's table, then the published recipes.
+/// Every experiment: the seeds' in the order of SPEC.md's table, then the race's recipes
+/// (`fast`, `fastest`, `accurate`) and the published networks (LeNet-5, Simard et al.'s).
 pub const EXPERIMENTS: [Experiment; 11] = [
     Experiment {
         name: "mlp",

@@ -65,8 +65,7 @@ pub(super) fn neg(x: Lanes) -> Lanes {
 /// `max_pool`'s `later_wins` in every lane: the value and index of `second`
 /// where its value is larger or NaN, of `first` elsewhere. The choice is a mask of bits (all
 /// ones where `second` wins) that selects both the value and the index: one vector comparison and
-/// bitwise selects (a `bool` choosing the indices was compiled into a branchless choice lane by
-/// lane, eight `cmov`s).
+/// bitwise selects (a `bool` choosing the indices compiles to eight scalar `cmov`s instead).
 #[inline(always)]
 pub(super) fn later_wins_lanes(
     first: (Lanes, [u32; LANES]),
@@ -109,9 +108,17 @@ pub(super) fn pooled_grads_into_lanes(
         relu_output,
         stride: row_len,
     };
-    copy_transposed(from, (pooled, LANES), images, row_len);
+    rows_into_lanes(from, images, row_len, pooled);
+}
+
+/// Columns `0..len` of the `images` rows of `from` into `len` vectors of lanes `to`, one lane per
+/// image, zeros in the lanes of images the chunk does not have.
+#[inline(always)]
+fn rows_into_lanes(from: Rows, images: usize, len: usize, to: &mut [f32]) {
+    let to = &mut to[..len * LANES];
+    copy_transposed(from, (to, LANES), images, len);
     if images < LANES {
-        for lanes in pooled.chunks_exact_mut(LANES) {
+        for lanes in to.chunks_exact_mut(LANES) {
             lanes[images..].fill(0.0);
         }
     }
@@ -245,12 +252,16 @@ unsafe fn transpose_8x8_avx(from: Rows, (to, to_stride): (&mut [f32], usize)) {
             *r = _mm256_and_ps(*r, positive);
         }
     }
+    // Each instruction works within the two 128-bit halves separately. `unpacklo/hi(x, y)`
+    // interleave the first/last two values of each half of x and y.
     let mut t = [_mm256_setzero_ps(); 8];
     for pair in 0..4 {
         let (x, y) = (r[2 * pair], r[2 * pair + 1]);
         t[2 * pair] = _mm256_unpacklo_ps(x, y);
         t[2 * pair + 1] = _mm256_unpackhi_ps(x, y);
     }
+    // `shuffle::<0x44>(x, y)` takes the first two values of each half of x, then of y (`a0 b0 c0
+    // d0`); `0xEE` the last two (`a1 b1 c1 d1`).
     let s = [
         _mm256_shuffle_ps::<0x44>(t[0], t[2]),
         _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
@@ -261,6 +272,8 @@ unsafe fn transpose_8x8_avx(from: Rows, (to, to_stride): (&mut [f32], usize)) {
         _mm256_shuffle_ps::<0x44>(t[5], t[7]),
         _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
     ];
+    // `permute2f128::<0x20>(x, y)` joins the lower halves of x and y (column j), `0x31` the upper
+    // halves (column j + 4).
     for j in 0..4 {
         let low = &mut to[j * to_stride..][..8];
         // SAFETY: `low` has 8 values.
@@ -315,13 +328,7 @@ pub(super) fn to_plane(rows: ArrayView2<f32>, first: usize, region: Region, plan
     let rows = rows.as_slice().expect("contiguous rows");
     for (value, pixel, len) in region.runs() {
         let from = Rows::of(&rows[first + value..], row_len);
-        let to = &mut plane[pixel * LANES..][..len * LANES];
-        copy_transposed(from, (to, LANES), images, len);
-        if images < LANES {
-            for lanes in to.chunks_exact_mut(LANES) {
-                lanes[images..].fill(0.0);
-            }
-        }
+        rows_into_lanes(from, images, len, &mut plane[pixel * LANES..]);
     }
 }
 
