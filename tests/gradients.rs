@@ -325,6 +325,13 @@ fn fused_relu_backward_matches_finite_differences() {
         let ladder = distinct_values(3, 32, rng).mapv(|v| 2.0 * v - 5.5);
         (Box::new(MaxPool2d::new(pool)), ladder)
     });
+    use mnist_nn::layers::BatchNorm2d;
+    check_fused(|rng| {
+        let mut bn = BatchNorm2d::new(2, 5);
+        bn.gamma = ndarray::Array1::from_vec(vec![0.7, -1.3]);
+        bn.beta = ndarray::Array1::from_vec(vec![0.2, -0.1]);
+        (Box::new(bn), random_matrix(4, 10, rng) * 2.0 + 1.0)
+    });
 }
 
 #[test]

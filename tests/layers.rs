@@ -250,6 +250,50 @@ fn a_fused_relu_gives_the_same_values_and_gradients_as_a_relu_layer() {
         Box::new(MaxPool2d::new(pool)),
         &random_matrix(4, pool.input_len(), &mut rng),
     );
+    // 40 rows (several pieces of work for the cores), 3 channels of 13 pixels (not a multiple of
+    // the 8 running sums), γ and β away from 1 and 0 so that about half the units are off.
+    use mnist_nn::layers::BatchNorm2d;
+    let batchnorm = || {
+        let mut bn = BatchNorm2d::new(3, 13);
+        bn.gamma = ndarray::Array1::from_vec(vec![0.5, 1.5, -1.0]);
+        bn.beta = ndarray::Array1::from_vec(vec![0.1, -0.2, 0.3]);
+        Box::new(bn)
+    };
+    check_fused_relu(
+        batchnorm(),
+        batchnorm(),
+        &(random_matrix(40, 39, &mut rng) * 2.0 + 1.0),
+    );
+}
+
+/// Batch normalisation shares its rows between the cores, and sums each channel's planes in the
+/// order of the rows: the same bits on one core as on two.
+#[test]
+fn batchnorm2d_gives_the_same_bits_on_one_core_and_on_two() {
+    use mnist_nn::layers::BatchNorm2d;
+    let mut rng = seeded_rng(35);
+    let x = random_matrix(100, 4 * 25, &mut rng) * 3.0 - 1.0;
+    let dy = random_matrix(100, 4 * 25, &mut rng);
+    let run = |cores: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut bn = BatchNorm2d::new(4, 25);
+            assert!(bn.fuse_relu());
+            let y = bn.forward(x.view(), true).to_owned();
+            let dx = bn.backward(x.view(), dy.view()).to_owned();
+            (
+                y,
+                dx,
+                bn.grad_gamma.clone(),
+                bn.grad_beta.clone(),
+                bn.running_var.clone(),
+            )
+        })
+    };
+    assert_eq!(run(1), run(2));
 }
 
 #[test]

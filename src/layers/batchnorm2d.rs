@@ -22,6 +22,16 @@
 //! dX   = γ_c·s_c · (dY - dβ_c/m - X̂ · dγ_c/m)
 //! ```
 //!
+//! `X̂` is not kept: the backward pass gets `X` back and recomputes it from `μ` and `s` (the same
+//! operations, so the same values), which costs less than writing and reading it again.
+//!
+//! A ReLU right after the layer is fused into it ([`Layer::fuse_relu`]): `Y = max(0, γ·X̂ + β)`,
+//! and the backward pass starts from `dY ⊙ [Y > 0]`.
+//!
+//! The work is shared between the cores by rows: each sum over a channel is first taken over
+//! each row's plane (in f32, eight running sums at a time), and the planes' sums are added in f64
+//! in the order of the rows, so the result does not depend on how many cores there are.
+//!
 //! In the data-parallel step a network with batch normalisation does not split its batch: the
 //! statistics are the whole batch's, as on one device in PyTorch. Per-shard statistics (what
 //! unsynchronised DistributedDataParallel computes) would make the result depend on the split and
@@ -29,11 +39,16 @@
 //! products multithreaded.
 
 use ndarray::{Array1, Array2, ArrayView2};
+use rayon::prelude::*;
 
 use super::batchnorm::{export_normalisation, import_normalisation, EPSILON, MOMENTUM};
 use super::{
     check_features, ensure_shape, two_params, Layer, LayerSpec, Param, Tensor, TensorSource,
 };
+
+/// Rows per piece of work shared between the cores (16 rows of 24 maps of 12x12, as `experiment
+/// accurate` normalises after its first layer, are 221 KB).
+const ROWS_PER_TASK: usize = 16;
 
 /// Normalises each channel over the batch and its pixels, then scales by `gamma` and shifts by `beta`.
 pub struct BatchNorm2d {
@@ -52,10 +67,14 @@ pub struct BatchNorm2d {
     pub grad_gamma: Array1<f32>,
     /// `dL/dβ`, `(channels)`
     pub grad_beta: Array1<f32>,
-    /// `X̂` of the last training batch, `(n, channels·pixels)`
-    normalised: Array2<f32>,
+    /// Whether the layer applies the ReLU that follows it.
+    relu: bool,
+    /// `μ` of the last training batch, `(channels)`
+    mean: Vec<f32>,
     /// `s = 1 / sqrt(σ² + ε)` of the last training batch, `(channels)`
     inv_std: Vec<f32>,
+    /// Each row's sums over each channel's plane, `(n, channels)` (two per plane backward).
+    plane_sums: Vec<f32>,
     /// `Y`, `(n, channels·pixels)`
     output: Array2<f32>,
     /// `dX`, `(n, channels·pixels)`
@@ -78,8 +97,10 @@ impl BatchNorm2d {
             running_var: Array1::ones(channels),
             grad_gamma: Array1::zeros(channels),
             grad_beta: Array1::zeros(channels),
-            normalised: Array2::zeros((0, 0)),
+            relu: false,
+            mean: vec![0.0; channels],
             inv_std: vec![0.0; channels],
+            plane_sums: Vec::new(),
             output: Array2::zeros((0, 0)),
             grad_input: Array2::zeros((0, 0)),
         }
@@ -89,117 +110,182 @@ impl BatchNorm2d {
         self.channels * self.pixels
     }
 
-    /// The values of channel `c` in every row, plane by plane.
-    fn planes<'a>(&self, rows: ArrayView2<'a, f32>, c: usize) -> impl Iterator<Item = &'a [f32]> {
-        let (start, end) = (c * self.pixels, (c + 1) * self.pixels);
-        let data = rows.to_slice().expect("contiguous rows");
-        data.chunks(self.features())
-            .map(move |row| &row[start..end])
+    /// `Σ_{i,p} X[i,c,p]` for every channel `c`, or `Σ_{i,p} (X[i,c,p] - μ_c)²` given the
+    /// means: each row's plane summed by [`plane_sum`], the rows shared between the cores, then
+    /// the rows' sums added in order.
+    fn channel_sums(&mut self, rows: &[f32], means: Option<&[f32]>) -> Vec<f64> {
+        let (channels, pixels) = (self.channels, self.pixels);
+        let n = rows.len() / self.features();
+        self.plane_sums.resize(n * channels, 0.0);
+        self.plane_sums
+            .par_chunks_mut(channels)
+            .zip(rows.par_chunks(channels * pixels))
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|(sums, row)| {
+                for (c, (sum, plane)) in sums.iter_mut().zip(row.chunks(pixels)).enumerate() {
+                    *sum = match means {
+                        None => plane_sum([plane], |[x]| x),
+                        Some(means) => {
+                            let mu = means[c];
+                            plane_sum([plane], |[x]| (x - mu) * (x - mu))
+                        }
+                    };
+                }
+            });
+        let mut totals = vec![0.0f64; channels];
+        for row_sums in self.plane_sums.chunks(channels) {
+            for (total, &sum) in totals.iter_mut().zip(row_sums) {
+                *total += sum as f64;
+            }
+        }
+        totals
     }
+}
+
+/// `Σ_p term(a[p], b[p], ...)` over planes of the same length, in f32 by eight running sums (a
+/// vector register's worth, which the compiler keeps in registers), then those eight in order.
+#[inline(always)]
+fn plane_sum<const N: usize>(planes: [&[f32]; N], term: impl Fn([f32; N]) -> f32) -> f32 {
+    let len = planes[0].len();
+    let whole = len - len % 8;
+    let mut lanes = [0.0f32; 8];
+    for start in (0..whole).step_by(8) {
+        let block = planes.map(|plane| &plane[start..start + 8]);
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane += term(block.map(|values| values[k]));
+        }
+    }
+    for (lane, p) in lanes.iter_mut().zip(whole..len) {
+        *lane += term(planes.map(|plane| plane[p]));
+    }
+    lanes.iter().sum()
 }
 
 impl Layer for BatchNorm2d {
     fn forward(&mut self, input: ArrayView2<f32>, train: bool) -> ArrayView2<'_, f32> {
         check_features("BatchNorm2d", self.features(), input);
         let (n, features) = (input.nrows(), self.features());
-        ensure_shape(&mut self.output, n, features);
-        ensure_shape(&mut self.normalised, n, features);
-        let m = (n * self.pixels) as f64;
-        for c in 0..self.channels {
-            let (mean, var) = if train {
-                assert!(
-                    m > 1.0,
-                    "BatchNorm2d: a training batch needs 2 values per channel"
-                );
-                let mean = self
-                    .planes(input, c)
-                    .flatten()
-                    .map(|&x| x as f64)
-                    .sum::<f64>()
-                    / m;
-                let var = self
-                    .planes(input, c)
-                    .flatten()
-                    .map(|&x| (x as f64 - mean).powi(2))
-                    .sum::<f64>()
-                    / m;
+        let x = input.to_slice().expect("contiguous rows");
+        if train {
+            let m = (n * self.pixels) as f64;
+            assert!(
+                m > 1.0,
+                "BatchNorm2d: a training batch needs 2 values per channel"
+            );
+            let means: Vec<f64> = self.channel_sums(x, None).iter().map(|s| s / m).collect();
+            let mean32: Vec<f32> = means.iter().map(|&mu| mu as f32).collect();
+            let squares = self.channel_sums(x, Some(&mean32));
+            for c in 0..self.channels {
+                let var = squares[c] / m;
                 let keep = MOMENTUM as f64;
                 let (rm, rv) = (&mut self.running_mean[c], &mut self.running_var[c]);
-                *rm = (keep * *rm as f64 + (1.0 - keep) * mean) as f32;
+                *rm = (keep * *rm as f64 + (1.0 - keep) * means[c]) as f32;
                 *rv = (keep * *rv as f64 + (1.0 - keep) * var * m / (m - 1.0)) as f32;
-                (mean as f32, var as f32)
-            } else {
-                (self.running_mean[c], self.running_var[c])
-            };
-            let s = 1.0 / (var + EPSILON).sqrt();
-            self.inv_std[c] = s;
-            let (g, b) = (self.gamma[c], self.beta[c]);
-            let range = c * self.pixels..(c + 1) * self.pixels;
-            for ((x, mut x_hat), mut y) in input
-                .rows()
-                .into_iter()
-                .zip(self.normalised.rows_mut())
-                .zip(self.output.rows_mut())
-            {
-                let x = &x.to_slice().expect("contiguous rows")[range.clone()];
-                let x_hat = &mut x_hat.as_slice_mut().expect("contiguous rows")[range.clone()];
-                let y = &mut y.as_slice_mut().expect("contiguous rows")[range.clone()];
-                for ((&x, xh), y) in x.iter().zip(x_hat.iter_mut()).zip(y.iter_mut()) {
-                    *xh = (x - mean) * s;
-                    *y = g * *xh + b;
-                }
+                self.mean[c] = mean32[c];
+                self.inv_std[c] = 1.0 / (var as f32 + EPSILON).sqrt();
+            }
+        } else {
+            for c in 0..self.channels {
+                self.mean[c] = self.running_mean[c];
+                self.inv_std[c] = 1.0 / (self.running_var[c] + EPSILON).sqrt();
             }
         }
+        ensure_shape(&mut self.output, n, features);
+        let (pixels, relu) = (self.pixels, self.relu);
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        let (gamma, beta) = (&self.gamma, &self.beta);
+        let y = self.output.as_slice_mut().expect("standard layout");
+        y.par_chunks_mut(features)
+            .zip(x.par_chunks(features))
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|(y_row, x_row)| {
+                for (c, (y, x)) in y_row
+                    .chunks_mut(pixels)
+                    .zip(x_row.chunks(pixels))
+                    .enumerate()
+                {
+                    let (mu, s, g, b) = (mean[c], inv_std[c], gamma[c], beta[c]);
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        let z = g * ((x - mu) * s) + b;
+                        *y = if relu { z.max(0.0) } else { z };
+                    }
+                }
+            });
         self.output.view()
     }
 
     fn backward(
         &mut self,
-        _input: ArrayView2<f32>,
+        input: ArrayView2<f32>,
         grad_output: ArrayView2<f32>,
     ) -> ArrayView2<'_, f32> {
         assert_eq!(
             grad_output.dim(),
-            self.normalised.dim(),
+            self.output.dim(),
             "BatchNorm2d: gradient shape does not match the last training forward pass"
         );
-        let n = grad_output.nrows();
-        let m = (n * self.pixels) as f32;
-        let features = self.features();
-        ensure_shape(&mut self.grad_input, n, features);
-        for c in 0..self.channels {
-            // dβ = Σ dY, dγ = Σ dY ⊙ X̂ over the batch and the channel's pixels
-            let (mut db, mut dg) = (0.0f64, 0.0f64);
-            for (dy, x_hat) in self
-                .planes(grad_output, c)
-                .zip(self.planes(self.normalised.view(), c))
-            {
-                for (&dy, &xh) in dy.iter().zip(x_hat) {
-                    db += dy as f64;
-                    dg += (dy * xh) as f64;
+        let (n, features, pixels) = (grad_output.nrows(), self.features(), self.pixels);
+        let m = (n * pixels) as f32;
+        let x = input.to_slice().expect("contiguous rows");
+        let dy = grad_output.to_slice().expect("contiguous rows");
+        let y = self.output.as_slice().expect("standard layout");
+        let relu = self.relu;
+        // The gradient reaching Y's pre-activation: dY, or dY ⊙ [Y > 0] with a fused ReLU.
+        let dz = move |dy: f32, y: f32| if !relu || y > 0.0 { dy } else { 0.0 };
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        // dβ = Σ dZ, dγ = Σ dZ ⊙ X̂ over the batch and the channel's pixels: two sums per plane.
+        let channels = self.channels;
+        self.plane_sums.resize(2 * n * channels, 0.0);
+        self.plane_sums
+            .par_chunks_mut(2 * channels)
+            .zip(x.par_chunks(features))
+            .zip(dy.par_chunks(features).zip(y.par_chunks(features)))
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|((sums, x_row), (dy_row, y_row))| {
+                let planes = x_row
+                    .chunks(pixels)
+                    .zip(dy_row.chunks(pixels).zip(y_row.chunks(pixels)));
+                for (c, (x, (dy, y))) in planes.enumerate() {
+                    let (mu, s) = (mean[c], inv_std[c]);
+                    sums[2 * c] = plane_sum([dy, y], |[dy, y]| dz(dy, y));
+                    sums[2 * c + 1] =
+                        plane_sum([dy, y, x], |[dy, y, x]| dz(dy, y) * ((x - mu) * s));
                 }
-            }
-            let (db, dg) = (db as f32, dg as f32);
-            self.grad_beta[c] = db;
-            self.grad_gamma[c] = dg;
-            // dX = γ s (dY - dβ/m - X̂ dγ/m)
-            let scale = self.gamma[c] * self.inv_std[c];
-            let (shift, tilt) = (db / m, dg / m);
-            let range = c * self.pixels..(c + 1) * self.pixels;
-            for ((dy, x_hat), mut dx) in grad_output
-                .rows()
-                .into_iter()
-                .zip(self.normalised.rows())
-                .zip(self.grad_input.rows_mut())
-            {
-                let dy = &dy.to_slice().expect("contiguous rows")[range.clone()];
-                let x_hat = &x_hat.to_slice().expect("contiguous rows")[range.clone()];
-                let dx = &mut dx.as_slice_mut().expect("contiguous rows")[range.clone()];
-                for ((dx, &dy), &xh) in dx.iter_mut().zip(dy).zip(x_hat) {
-                    *dx = scale * (dy - shift - xh * tilt);
-                }
+            });
+        let (mut db, mut dg) = (vec![0.0f64; channels], vec![0.0f64; channels]);
+        for row_sums in self.plane_sums.chunks(2 * channels) {
+            for c in 0..channels {
+                db[c] += row_sums[2 * c] as f64;
+                dg[c] += row_sums[2 * c + 1] as f64;
             }
         }
+        for c in 0..channels {
+            self.grad_beta[c] = db[c] as f32;
+            self.grad_gamma[c] = dg[c] as f32;
+        }
+        // dX = γ s (dZ - dβ/m - X̂ dγ/m)
+        let (gamma, grad_beta, grad_gamma) = (&self.gamma, &self.grad_beta, &self.grad_gamma);
+        ensure_shape(&mut self.grad_input, n, features);
+        let dx = self.grad_input.as_slice_mut().expect("standard layout");
+        dx.par_chunks_mut(features)
+            .zip(x.par_chunks(features))
+            .zip(dy.par_chunks(features).zip(y.par_chunks(features)))
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|((dx_row, x_row), (dy_row, y_row))| {
+                let planes = dx_row
+                    .chunks_mut(pixels)
+                    .zip(x_row.chunks(pixels))
+                    .zip(dy_row.chunks(pixels).zip(y_row.chunks(pixels)));
+                for (c, ((dx, x), (dy, y))) in planes.enumerate() {
+                    // The channel's numbers in locals, so that the loop keeps them in registers.
+                    let (mu, s) = (mean[c], inv_std[c]);
+                    let scale = gamma[c] * s;
+                    let (shift, tilt) = (grad_beta[c] / m, grad_gamma[c] / m);
+                    for ((dx, &x), (&dy, &y)) in dx.iter_mut().zip(x).zip(dy.iter().zip(y)) {
+                        *dx = scale * (dz(dy, y) - shift - ((x - mu) * s) * tilt);
+                    }
+                }
+            });
         self.grad_input.view()
     }
 
@@ -217,6 +303,11 @@ impl Layer for BatchNorm2d {
             (&mut self.gamma, &self.grad_gamma),
             (&mut self.beta, &self.grad_beta),
         )
+    }
+
+    fn fuse_relu(&mut self) -> bool {
+        self.relu = true;
+        true
     }
 
     /// The batch's statistics tie every row's output to the rest of the batch.
