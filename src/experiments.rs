@@ -67,7 +67,7 @@ impl Experiment {
 }
 
 /// train_mnist_fast's Adam (betas 0.7 and 0.9 instead of PyTorch's defaults 0.9 and 0.999), which
-/// the race recipes (`fast`, `fastest`, `accurate`) share.
+/// `fast` and `fastest` share (`accurate`'s five epochs use PyTorch's defaults).
 const RACE_ADAM: OptimizerSettings = OptimizerSettings::Adam {
     betas: (0.7, 0.9),
     eps: 1e-8,
@@ -201,15 +201,19 @@ pub const EXPERIMENTS: [Experiment; 11] = [
     },
     Experiment {
         name: "accurate",
-        layers: "conv 24 5 algorithm direct, maxpool 2, batchnorm, relu, conv 32 3 algorithm winograd, maxpool 2, batchnorm, relu, flatten, linear 256, relu, linear 10",
-        network: "the fast recipe's network (and its algorithms) with batch normalisation after each pooling, he init",
+        layers: "conv 24 5 algorithm direct, maxpool 2, batchnorm, relu, conv 24 3 padding 1 algorithm winograd, batchnorm, relu, conv 32 3 algorithm winograd, maxpool 2, batchnorm, relu, flatten, linear 256, relu, linear 10",
+        network: "the fast recipe's network (and its algorithms) with batch normalisation after each pooling and a third convolution (24 maps, 3x3, padding 1) between the two, he init",
         regime: Regime::TorchVision,
         batching: Batching::Mini(256),
         lr: 1e-2,
-        optimizer: RACE_ADAM,
+        optimizer: OptimizerSettings::Adam {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
         schedule: Schedule::ONE_CYCLE,
         init: Init::He,
-        epochs: 6,
+        epochs: 5,
         seed_figure: "our own recipe, chosen on the validation split: 99.5% in about a minute",
         test_every: None,
         augment: Some("affine"),
