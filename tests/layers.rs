@@ -275,11 +275,7 @@ fn batchnorm2d_gives_the_same_bits_on_one_core_and_on_two() {
     let x = random_matrix(100, 4 * 25, &mut rng) * 3.0 - 1.0;
     let dy = random_matrix(100, 4 * 25, &mut rng);
     let run = |cores: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(cores)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        common::on_cores(cores, || {
             let mut bn = BatchNorm2d::new(4, 25);
             assert!(bn.fuse_relu());
             let y = bn.forward(x.view(), true).to_owned();
@@ -729,11 +725,7 @@ fn assert_matches_im2col(
             assert!(plain.fuse_relu() && other.fuse_relu());
         }
         let x = random_matrix(rows, shape.input_len(), rng);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(cores)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        common::on_cores(cores, || {
             let expected = plain.forward(x.view(), true).to_owned();
             let got = other.forward(x.view(), true).to_owned();
             let case = format!("{shape:?}, {rows} images, fused {fused}, {cores} cores");

@@ -1,5 +1,7 @@
 //! The library's behaviour: the loss, layers' bookkeeping, training, reproducibility.
 
+mod common;
+
 use mnist_nn::data::Dataset;
 use mnist_nn::init::Init;
 use mnist_nn::layers::{Layer, Linear};
@@ -307,11 +309,7 @@ fn a_run_gives_the_same_weights_on_one_two_or_three_cores() {
     ];
     for (build, settings) in runs {
         let run_on = |cores: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(cores)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            common::on_cores(cores, || {
                 let mut rng = seeded_rng(3);
                 let mut network = build(&mut rng);
                 let mut trainer = Trainer::new(Optimizer::new(settings, 0.01), Batching::Mini(64));

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: where MNIST is, running the binary, a local HTTP server.
+//! Helpers shared by the integration tests: where MNIST is, running the binary, a local HTTP
+//! server, work on a given number of cores.
 
 #![allow(dead_code)] // each test file uses its own subset
 
@@ -29,6 +30,16 @@ pub fn mnist_dir() -> PathBuf {
                  `cargo run --release -- download`"
             )
         })
+}
+
+/// Runs `work` in a pool of `cores` threads: what it shares between the cores, it shares
+/// between these.
+pub fn on_cores<T: Send>(cores: usize, work: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .build()
+        .expect("a thread pool")
+        .install(work)
 }
 
 /// A `(rows, cols)` matrix of standard normal draws.
