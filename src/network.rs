@@ -19,8 +19,8 @@
 //! optimiser's rule and writes the new values into every copy. Each
 //! core also copies its own share of a shuffled batch out of the data set, and runs its products
 //! alone: fewer synchronisations than splitting every product between cores.
-//! Networks with batch normalisation, whose rows depend on the whole batch, run one copy with
-//! multithreaded products instead.
+//! Networks with batch normalisation, whose rows depend on the whole batch, run one copy instead,
+//! each layer sharing its own work between the cores (products, groups of images, rows).
 //!
 //! How a batch is cut does not depend on the machine: into [`DEFAULT_SHARDS`] shards (fewer when
 //! the batch is too small to give each [`MIN_SHARD_ROWS`] rows), however many cores there are. A

@@ -35,8 +35,8 @@
 //! In the data-parallel step a network with batch normalisation does not split its batch: the
 //! statistics are the whole batch's, as on one device in PyTorch. Per-shard statistics (what
 //! unsynchronised DistributedDataParallel computes) would make the result depend on the split and
-//! change the maths of the layer; the price is that such a network trains on one copy, its
-//! products multithreaded.
+//! change the maths of the layer; the price is that such a network trains on one copy, each of
+//! its layers sharing its own work between the cores (this one by rows, as above).
 
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
