@@ -7,11 +7,12 @@
 //!
 //! `[Y > 0]` equals `[X > 0]`, so the layer only keeps its output.
 //!
-//! In a network, a ReLU straight after a [`Linear`](super::Linear), [`Conv2d`](super::Conv2d) or
-//! [`MaxPool2d`](super::MaxPool2d) layer is fused into it ([`Layer::fuse_relu`]): that layer
-//! clamps its own output in place right after computing it, while the values are still in cache,
-//! and masks the incoming gradient in its backward pass (the first two with the two functions
-//! below; max pooling as it routes each window's gradient to its winner). The ReLU layer stays in the network
+//! In a network, a ReLU straight after a [`Linear`](super::Linear), [`Conv2d`](super::Conv2d),
+//! [`MaxPool2d`](super::MaxPool2d) or [`BatchNorm2d`](super::BatchNorm2d) layer is fused into it
+//! ([`Layer::fuse_relu`]): that layer clamps its own output right after computing it, while the
+//! values are still in cache, and masks the incoming gradient in its backward pass (the first two
+//! with the two functions below; max pooling as it routes each window's gradient to its winner;
+//! batch normalisation as it reads the gradient). The ReLU layer stays in the network
 //! (it names the architecture) but is skipped: it keeps no copy of the activations.
 
 use ndarray::{Array2, ArrayView2, Zip};
