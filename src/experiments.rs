@@ -206,11 +206,7 @@ pub const EXPERIMENTS: [Experiment; 11] = [
         regime: Regime::TorchVision,
         batching: Batching::Mini(256),
         lr: 1e-2,
-        optimizer: OptimizerSettings::Adam {
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerSettings::ADAM,
         schedule: Schedule::ONE_CYCLE,
         init: Init::He,
         epochs: 5,

@@ -29,11 +29,11 @@
 //! a seed gives the same weights, bit for bit, on any number of cores.
 //!
 //! Not every layer runs: a ReLU right after a layer that can apply it itself ([`Layer::fuse_relu`]:
-//! `Linear`, `Conv2d`, `MaxPool2d`, `BatchNorm2d`) is fused into that layer, so is a max pooling right after a
-//! convolution ([`Layer::fuse_max_pool`]: `conv, maxpool, relu` runs as one layer), and a
-//! `Flatten` is the identity on our `(n, features)` rows. The skipped layers stay in the list of
-//! layers, which is the architecture (and the names of a saved model's tensors), but the passes go
-//! from one running layer to the next.
+//! `Linear`, `Conv2d`, `MaxPool2d`, `BatchNorm2d`) is fused into that layer, so is a max pooling
+//! right after a convolution ([`Layer::fuse_max_pool`]: `conv, maxpool, relu` runs as one layer),
+//! and a `Flatten` is the identity on our `(n, features)` rows. The skipped layers stay in the
+//! list of layers, which is the architecture (and the names of a saved model's tensors), but the
+//! passes go from one running layer to the next.
 
 use ndarray::{s, Array2, ArrayView2};
 use rand::Rng;

@@ -69,9 +69,10 @@ pub struct BatchNorm2d {
     pub grad_beta: Array1<f32>,
     /// Whether the layer applies the ReLU that follows it.
     relu: bool,
-    /// `μ` of the last training batch, `(channels)`
+    /// `μ` of the last forward pass, `(channels)`: the batch's while training, the running
+    /// estimate in inference (backward follows a training pass, so it finds the batch's)
     mean: Vec<f32>,
-    /// `s = 1 / sqrt(σ² + ε)` of the last training batch, `(channels)`
+    /// `s = 1 / sqrt(σ² + ε)` of the last forward pass, `(channels)`, the same way
     inv_std: Vec<f32>,
     /// Each row's sums over each channel's plane, `(n, channels)` (two per plane backward).
     plane_sums: Vec<f32>,
@@ -109,37 +110,42 @@ impl BatchNorm2d {
     fn features(&self) -> usize {
         self.channels * self.pixels
     }
+}
 
-    /// `Σ_{i,p} X[i,c,p]` for every channel `c`, or `Σ_{i,p} (X[i,c,p] - μ_c)²` given the
-    /// means: each row's plane summed by [`plane_sum`], the rows shared between the cores, then
-    /// the rows' sums added in order.
-    fn channel_sums(&mut self, rows: &[f32], means: Option<&[f32]>) -> Vec<f64> {
-        let (channels, pixels) = (self.channels, self.pixels);
-        let n = rows.len() / self.features();
-        self.plane_sums.resize(n * channels, 0.0);
-        self.plane_sums
-            .par_chunks_mut(channels)
-            .zip(rows.par_chunks(channels * pixels))
-            .with_min_len(ROWS_PER_TASK)
-            .for_each(|(sums, row)| {
-                for (c, (sum, plane)) in sums.iter_mut().zip(row.chunks(pixels)).enumerate() {
-                    *sum = match means {
-                        None => plane_sum([plane], |[x]| x),
-                        Some(means) => {
-                            let mu = means[c];
-                            plane_sum([plane], |[x]| (x - mu) * (x - mu))
-                        }
-                    };
-                }
-            });
-        let mut totals = vec![0.0f64; channels];
-        for row_sums in self.plane_sums.chunks(channels) {
-            for (total, &sum) in totals.iter_mut().zip(row_sums) {
-                *total += sum as f64;
+/// `Σ_{i,p} X[i,c,p]` for every channel `c` of `rows` `(n, channels·pixels)`, or
+/// `Σ_{i,p} (X[i,c,p] - μ_c)²` given the means: each row's plane summed by [`plane_sum`] into
+/// `plane_sums` `(n, channels)`, the rows shared between the cores, then the rows' sums added in
+/// order.
+fn channel_sums(
+    plane_sums: &mut Vec<f32>,
+    rows: &[f32],
+    (channels, pixels): (usize, usize),
+    means: Option<&[f32]>,
+) -> Vec<f64> {
+    let n = rows.len() / (channels * pixels);
+    plane_sums.resize(n * channels, 0.0);
+    plane_sums
+        .par_chunks_mut(channels)
+        .zip(rows.par_chunks(channels * pixels))
+        .with_min_len(ROWS_PER_TASK)
+        .for_each(|(sums, row)| {
+            for (c, (sum, plane)) in sums.iter_mut().zip(row.chunks(pixels)).enumerate() {
+                *sum = match means {
+                    None => plane_sum([plane], |[x]| x),
+                    Some(means) => {
+                        let mu = means[c];
+                        plane_sum([plane], |[x]| (x - mu) * (x - mu))
+                    }
+                };
             }
+        });
+    let mut totals = vec![0.0f64; channels];
+    for row_sums in plane_sums.chunks(channels) {
+        for (total, &sum) in totals.iter_mut().zip(row_sums) {
+            *total += sum as f64;
         }
-        totals
     }
+    totals
 }
 
 /// `Σ_p term(a[p], b[p], ...)` over planes of the same length, in f32 by eight running sums (a
@@ -172,16 +178,18 @@ impl Layer for BatchNorm2d {
                 m > 1.0,
                 "BatchNorm2d: a training batch needs 2 values per channel"
             );
-            let means: Vec<f64> = self.channel_sums(x, None).iter().map(|s| s / m).collect();
-            let mean32: Vec<f32> = means.iter().map(|&mu| mu as f32).collect();
-            let squares = self.channel_sums(x, Some(&mean32));
+            let shape = (self.channels, self.pixels);
+            let sums = channel_sums(&mut self.plane_sums, x, shape, None);
+            for (mu, sum) in self.mean.iter_mut().zip(&sums) {
+                *mu = (sum / m) as f32;
+            }
+            let squares = channel_sums(&mut self.plane_sums, x, shape, Some(&self.mean));
             for c in 0..self.channels {
-                let var = squares[c] / m;
+                let (mean, var) = (sums[c] / m, squares[c] / m);
                 let keep = MOMENTUM as f64;
                 let (rm, rv) = (&mut self.running_mean[c], &mut self.running_var[c]);
-                *rm = (keep * *rm as f64 + (1.0 - keep) * means[c]) as f32;
+                *rm = (keep * *rm as f64 + (1.0 - keep) * mean) as f32;
                 *rv = (keep * *rv as f64 + (1.0 - keep) * var * m / (m - 1.0)) as f32;
-                self.mean[c] = mean32[c];
                 self.inv_std[c] = 1.0 / (var as f32 + EPSILON).sqrt();
             }
         } else {

@@ -77,6 +77,13 @@ impl OptimizerSettings {
         weight_decay: 0.0,
     };
 
+    /// Adam with `torch.optim.Adam`'s defaults: betas 0.9 and 0.999, eps 1e-8, no weight decay.
+    pub const ADAM: OptimizerSettings = OptimizerSettings::Adam {
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+
     /// Whether the settings make sense, and if not why.
     pub fn check(&self) -> Result<(), String> {
         let unit = |name: &str, x: f64| {
