@@ -104,6 +104,9 @@ pub struct Augmented<'a> {
     pub pixels: &'a [u8],
     /// The run's seed (epoch `e`'s images come from it and `e`, see [`Augmentation::epoch_inputs`]).
     pub seed: u64,
+    /// The run's last this many epochs train on the images as stored: the network ends on the
+    /// distribution it will be tested on, after the distortions have taught it invariances.
+    pub clean_epochs: usize,
 }
 
 /// Where a resumed run starts.
@@ -172,17 +175,21 @@ impl Fit<'_> {
                 .keep_last_finite
                 .then(|| model::to_bytes(network, &self.data.preprocessing, self.training));
             // A resumed epoch is drawn again from the same seed: the same images.
-            if let (Some(a), Some(data)) = (&self.augment, &mut augmented) {
-                let (pixels, preprocessing) = (a.pixels, &self.data.preprocessing);
-                a.augmentation.epoch_inputs(
-                    pixels,
-                    a.seed,
-                    epoch as u64,
-                    preprocessing,
-                    &mut data.images,
-                );
-            }
-            let train = augmented.as_ref().unwrap_or(&self.data.train);
+            let distorted = match (&self.augment, &mut augmented) {
+                (Some(a), Some(data)) if epoch + a.clean_epochs <= self.epochs => {
+                    let (pixels, preprocessing) = (a.pixels, &self.data.preprocessing);
+                    a.augmentation.epoch_inputs(
+                        pixels,
+                        a.seed,
+                        epoch as u64,
+                        preprocessing,
+                        &mut data.images,
+                    );
+                    Some(&*data)
+                }
+                _ => None,
+            };
+            let train = distorted.unwrap_or(&self.data.train);
             match resumed.take() {
                 Some(progress) => trainer.restore(progress),
                 None => trainer.start_epoch(n_train, rng),

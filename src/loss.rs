@@ -12,6 +12,16 @@
 //!
 //! Gradient: `d loss / d z_j = p_j - [j = y]` (the softmax Jacobian and the log cancel to this).
 //! Averaged over a batch of `n` examples, both loss and gradient carry a factor `1/n`.
+//!
+//! Label smoothing (Szegedy et al., 2016; PyTorch's `CrossEntropyLoss(label_smoothing=ε)`) trains
+//! against a softened target instead of the one-hot one, so the network is not pushed to make its
+//! logits ever larger for examples it already classifies right. With `K` classes:
+//!
+//! ```text
+//! q_j  = (1 - ε)·[j = y] + ε/K                          the target: ε of its mass spread evenly
+//! loss = -Σ_j q_j log p_j = (1 - ε)·(-log p_y) + ε · (1/K) Σ_j (-log p_j)
+//! d loss / d z_j = p_j - q_j                            (Σ_j q_j = 1, so the same cancellation)
+//! ```
 
 use ndarray::{Array2, ArrayView2, Axis, Zip};
 
@@ -22,6 +32,8 @@ use crate::layers::ensure_shape;
 pub struct SoftmaxCrossEntropy {
     /// `dL/dZ`, `(n, classes)`
     grad: Array2<f32>,
+    /// ε, the share of the target spread evenly over the classes (0: the one-hot target).
+    label_smoothing: f32,
 }
 
 /// What one evaluation of the loss found.
@@ -39,7 +51,27 @@ impl SoftmaxCrossEntropy {
         Self::default()
     }
 
-    /// Mean loss of `logits` `(n, classes)` against `labels` `(n)`, and `dL/d logits` `(n, classes)`.
+    /// The loss against targets smoothed by `epsilon` (see the module documentation).
+    ///
+    /// Panics unless `0 <= epsilon <= 1`.
+    pub fn with_label_smoothing(epsilon: f32) -> Self {
+        assert!(
+            (0.0..=1.0).contains(&epsilon),
+            "softmax cross-entropy: label smoothing must be between 0 and 1, got {epsilon}"
+        );
+        SoftmaxCrossEntropy {
+            grad: Array2::zeros((0, 0)),
+            label_smoothing: epsilon,
+        }
+    }
+
+    /// ε, the label smoothing this loss trains with.
+    pub fn label_smoothing(&self) -> f32 {
+        self.label_smoothing
+    }
+
+    /// Mean loss of `logits` `(n, classes)` against `labels` `(n)` (smoothed, if this loss
+    /// smooths them), and `dL/d logits` `(n, classes)`.
     ///
     /// Panics if the shapes disagree or a label is not a valid class.
     pub fn loss_and_grad(
@@ -53,6 +85,10 @@ impl SoftmaxCrossEntropy {
         let mut total = 0.0f64;
         let mut correct = 0;
         let scale = 1.0 / n as f32;
+        let epsilon = self.label_smoothing;
+        // Every class's share of the target's spread mass, and the true class's own share, per row.
+        let spread = epsilon / classes as f32 * scale;
+        let own = (1.0 - epsilon) * scale;
         Zip::from(self.grad.axis_iter_mut(Axis(0)))
             .and(logits.axis_iter(Axis(0)))
             .and(labels)
@@ -64,10 +100,20 @@ impl SoftmaxCrossEntropy {
                     .and(&z)
                     .for_each(|g, &v| *g = (v - max).exp());
                 let sum: f32 = grad.sum();
-                total += (max + sum.ln() - z[y]) as f64;
+                // -log p_j = log Σ exp(z_k) - z_j
+                let log_sum_exp = max + sum.ln();
+                let true_class = (log_sum_exp - z[y]) as f64;
+                total += if epsilon == 0.0 {
+                    true_class
+                } else {
+                    let mean_all: f64 =
+                        z.iter().map(|&v| (log_sum_exp - v) as f64).sum::<f64>() / classes as f64;
+                    (1.0 - epsilon as f64) * true_class + epsilon as f64 * mean_all
+                };
                 correct += usize::from(argmax(z.iter().copied()) == y);
-                grad.mapv_inplace(|e| e / sum * scale);
-                grad[y] -= scale;
+                // p_j - q_j, over n
+                grad.mapv_inplace(|e| e / sum * scale - spread);
+                grad[y] -= own;
             });
         let stats = LossStats {
             loss: total / n as f64,

@@ -210,6 +210,14 @@ pub struct RunArgs {
     /// joined by `+` (`mnist-nn show --augment SPEC` draws examples).
     #[arg(long, value_parser = str::parse::<Augmentation>)]
     augment: Option<Augmentation>,
+    /// Train the last N epochs on the undistorted images (with --augment): the network ends on
+    /// the images it will be tested on [default: 0, or the experiment's].
+    #[arg(long)]
+    clean_epochs: Option<usize>,
+    /// Train against targets with this share spread evenly over the classes, as PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=ε)` [default: 0, or the experiment's].
+    #[arg(long, value_parser = unit_interval)]
+    label_smoothing: Option<f32>,
     /// Print a line every this many epochs [default: every epoch with a validation set, else
     /// about ten lines in all].
     #[arg(long, value_parser = positive)]
@@ -276,6 +284,15 @@ fn positive_finite(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
         Ok(_) => Err(format!("{s} is not a positive finite number")),
+        Err(_) => Err(format!("'{s}' is not a number")),
+    }
+}
+
+/// A number from 0 to 1.
+fn unit_interval(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        Ok(_) => Err(format!("{s} is not between 0 and 1")),
         Err(_) => Err(format!("'{s}' is not a number")),
     }
 }
@@ -352,6 +369,8 @@ fn train(args: TrainArgs) -> Result<()> {
         test_every: None,
         from_must_match: false,
         augment: args.run.augment.clone(),
+        clean_epochs: args.run.clean_epochs.unwrap_or(0),
+        label_smoothing: args.run.label_smoothing.unwrap_or(0.0),
         evaluate_training_set: true,
     };
     launch(plan, &args.run)
@@ -391,6 +410,11 @@ fn experiment(args: ExperimentArgs) -> Result<()> {
             .augment
             .clone()
             .or_else(|| experiment.augmentation()),
+        clean_epochs: args.run.clean_epochs.unwrap_or(experiment.clean_epochs),
+        label_smoothing: args
+            .run
+            .label_smoothing
+            .unwrap_or(experiment.label_smoothing),
         evaluate_training_set: !experiment.timed,
     };
     launch(plan, &args.run)

@@ -69,6 +69,12 @@ pub struct Training {
     /// The distortions of the training images, as `--augment` spells them (none if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<String>,
+    /// How many of the last epochs trained on undistorted images (0 if absent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clean_epochs: usize,
+    /// The label smoothing ε of the training loss (0, one-hot targets, if absent).
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub label_smoothing: f32,
 }
 
 impl Training {
@@ -82,15 +88,30 @@ impl Training {
         let batches = self
             .batch_size
             .map_or("full batch".to_string(), |b| format!("batches of {b}"));
-        let augment = self
+        let mut augment = self
             .augment
             .as_ref()
             .map_or(String::new(), |a| format!(", augmented ({a})"));
+        if self.clean_epochs > 0 {
+            augment += &format!(" but the last {} epochs", self.clean_epochs);
+        }
+        let smoothing = match self.label_smoothing {
+            0.0 => String::new(),
+            epsilon => format!(", label smoothing {epsilon}"),
+        };
         format!(
-            "{}: {} epochs, {}, learning rate {}{schedule}, {batches}{augment}, seed {}",
+            "{}: {} epochs, {}, learning rate {}{schedule}, {batches}{augment}{smoothing}, seed {}",
             self.command, self.epochs, self.optimizer, self.lr, self.seed
         )
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_zero_f32(x: &f32) -> bool {
+    *x == 0.0
 }
 
 fn plain_sgd() -> OptimizerSettings {

@@ -204,10 +204,11 @@ impl Replica {
         }
     }
 
-    /// A copy with the same architecture and parameters.
+    /// A copy with the same architecture, parameters and loss.
     fn duplicate(&mut self) -> Replica {
         let mut copy = Replica::new(self.layers.iter().map(|l| l.spec().build()).collect());
         copy.copy_params_from(self);
+        copy.loss = SoftmaxCrossEntropy::with_label_smoothing(self.loss.label_smoothing());
         copy
     }
 
@@ -257,6 +258,13 @@ impl Network {
     pub fn set_max_shards(&mut self, shards: usize) {
         assert!(shards > 0, "Network: needs at least one shard");
         self.max_shards = shards;
+    }
+
+    /// Trains against targets smoothed by `epsilon` from now on (0, the default: the one-hot
+    /// labels); see [`crate::loss`]. Evaluation always measures the plain cross-entropy.
+    pub fn set_label_smoothing(&mut self, epsilon: f32) {
+        self.main.loss = SoftmaxCrossEntropy::with_label_smoothing(epsilon);
+        self.helpers.clear();
     }
 
     /// A multilayer perceptron: `Linear` layers between the given `sizes` (inputs, hidden..., classes)

@@ -123,6 +123,13 @@ fn impossible_flags_are_refused_before_any_data_is_loaded() {
         (&["--schedule", "linear"], "unknown schedule 'linear'"),
         (&["--schedule", "onecycle:2"], "pct_start must be in (0, 1)"),
         (&["--validation", "60000"], "leaves nothing to train on"),
+        // The loss and the distortions.
+        (&["--label-smoothing", "1.5"], "1.5 is not between 0 and 1"),
+        (&["--clean-epochs", "1", "--epochs", "3"], "there is no --augment to leave out"),
+        (
+            &["--augment", "affine", "--clean-epochs", "3", "--epochs", "3"],
+            "leaves none of the 3 epochs distorted",
+        ),
     ];
     for (flags, expected) in cases {
         let mut args = vec!["train", "--data-dir", "/nonexistent/mnist"];
@@ -904,6 +911,8 @@ fn broken_model_files_are_refused_by_every_command_that_reads_them() {
         warmup_steps: 0,
         dataset: mnist_nn::data::DataSet::Mnist,
         augment: None,
+        clean_epochs: 0,
+        label_smoothing: 0.0,
     };
     let bytes = mnist_nn::model::to_bytes(
         &network,
@@ -1150,6 +1159,56 @@ fn show_augment_draws_what_the_epochs_of_a_run_train_on() {
             stderr(&output)
         );
     }
+}
+
+#[test]
+fn clean_epochs_and_label_smoothing_are_shown_and_recorded() {
+    let dir = mnist_dir();
+    let out_dir = tempfile::tempdir().unwrap();
+    let path = out_dir.path().join("m.safetensors");
+    let output = run(
+        &[
+            "train",
+            "--hidden",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "256",
+            "--lr",
+            "0.1",
+            "--augment",
+            "translate:2",
+            "--clean-epochs",
+            "1",
+            "--label-smoothing",
+            "0.1",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--save",
+            path.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("translate:2, new every epoch but the last 1 (undistorted)")
+            && out.contains("cross-entropy, label smoothing 0.1"),
+        "{out}"
+    );
+    assert!(final_test_accuracy(&out) > 0.9, "{out}");
+    let saved = mnist_nn::model::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        (saved.training.clean_epochs, saved.training.label_smoothing),
+        (1, 0.1)
+    );
+    let summary = saved.training.summary();
+    assert!(
+        summary.contains("augmented (translate:2) but the last 1 epochs, label smoothing 0.1"),
+        "{summary}"
+    );
 }
 
 #[test]

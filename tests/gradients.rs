@@ -49,10 +49,18 @@ fn relu_backward_matches_finite_differences() {
 
 #[test]
 fn loss_gradient_matches_finite_differences() {
+    check_loss_gradient(SoftmaxCrossEntropy::new());
+}
+
+#[test]
+fn smoothed_loss_gradient_matches_finite_differences() {
+    check_loss_gradient(SoftmaxCrossEntropy::with_label_smoothing(0.2));
+}
+
+fn check_loss_gradient(mut loss: SoftmaxCrossEntropy) {
     let mut rng = seeded_rng(12);
     let logits = random_matrix(6, 10, &mut rng) * 3.0;
     let labels = [0u8, 3, 9, 3, 5, 7];
-    let mut loss = SoftmaxCrossEntropy::new();
     let analytic: Vec<f64> = loss
         .loss_and_grad(logits.view(), &labels)
         .1

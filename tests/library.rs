@@ -44,6 +44,35 @@ fn loss_gradient_rows_sum_to_zero_and_average_over_the_batch() {
 }
 
 #[test]
+fn smoothed_loss_matches_the_hand_computed_values() {
+    // Probabilities 1/6, 2/6, 3/6; true class 2; ε = 0.3 over 3 classes: the target is
+    // q = (0.1, 0.1, 0.8), as PyTorch's CrossEntropyLoss(label_smoothing=0.3) defines it.
+    let logits = array![[0.0f32, 2f32.ln(), 3f32.ln()]];
+    let mut loss = SoftmaxCrossEntropy::with_label_smoothing(0.3);
+    let (stats, grad) = loss.loss_and_grad(logits.view(), &[2]);
+    // 0.7·(-ln 1/2) + 0.3·(ln 6 + ln 3 + ln 2)/3 = 0.7 ln 2 + 0.2 ln 6
+    let expected = 0.7 * 2f64.ln() + 0.2 * 6f64.ln();
+    assert!((stats.loss - expected).abs() < 1e-6, "loss {}", stats.loss);
+    let expected_grad = [1.0 / 6.0 - 0.1, 2.0 / 6.0 - 0.1, 0.5 - 0.8];
+    for (g, e) in grad.iter().zip(expected_grad) {
+        assert!((g - e).abs() < 1e-6, "gradient {grad:?}");
+    }
+    // ε = 0 is the plain loss, to the bit.
+    let logits = array![[1.0f32, -2.0, 0.5], [0.3, 0.2, 0.1]];
+    let mut plain = SoftmaxCrossEntropy::new();
+    let mut unsmoothed = SoftmaxCrossEntropy::with_label_smoothing(0.0);
+    let (a, ga) = plain.loss_and_grad(logits.view(), &[0, 2]);
+    let (b, gb) = unsmoothed.loss_and_grad(logits.view(), &[0, 2]);
+    assert_eq!((a, ga.to_owned()), (b, gb.to_owned()));
+}
+
+#[test]
+#[should_panic(expected = "label smoothing must be between 0 and 1")]
+fn loss_refuses_smoothing_outside_zero_to_one() {
+    SoftmaxCrossEntropy::with_label_smoothing(1.5);
+}
+
+#[test]
 #[should_panic(expected = "label 12 is not one of the 10 classes")]
 fn loss_refuses_labels_outside_the_classes() {
     let logits = Array2::<f32>::zeros((1, 10));
@@ -263,6 +292,31 @@ fn steps_of_changing_sizes_split_into_shards_equal_plain_gradient_descent() {
     }
 }
 
+#[test]
+fn label_smoothing_reaches_every_shard() {
+    // Split and whole steps agree only if the helper copy smooths its shard's targets too.
+    let trained = |shards, epsilon| {
+        let mut network = Network::mlp(&[12, 20, 9, 3], Init::He, &mut seeded_rng(42));
+        network.set_max_shards(shards);
+        network.set_label_smoothing(epsilon);
+        for rows in [128, 96] {
+            let (x, labels) = made_up_rows(rows);
+            network.train_step(x.view(), &labels, &mut Optimizer::sgd(0.2));
+        }
+        weights(&mut network)
+    };
+    let (split, whole) = (trained(2, 0.5), trained(1, 0.5));
+    for (s, w) in split.iter().zip(&whole) {
+        assert!((s - w).abs() < 1e-5, "weights differ: {s} vs {w}");
+    }
+    let largest_change = trained(1, 0.0)
+        .iter()
+        .zip(&whole)
+        .map(|(p, w)| (p - w).abs())
+        .fold(0.0, f32::max);
+    assert!(largest_change > 1e-3, "smoothing changed nothing");
+}
+
 /// Makes a network from the run's generator.
 type BuildNetwork = fn(&mut mnist_nn::SeededRng) -> Network;
 
@@ -396,6 +450,8 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
         warmup_steps: 0,
         dataset: mnist_nn::data::DataSet::Mnist,
         augment: None,
+        clean_epochs: 0,
+        label_smoothing: 0.0,
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ck.safetensors");
@@ -440,6 +496,78 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
 }
 
 #[test]
+fn a_fits_clean_epochs_train_on_the_stored_images() {
+    use mnist_nn::augment::Augmentation;
+    use mnist_nn::data::{Mnist, Preprocessing, RawSplit};
+    use mnist_nn::fit::{Augmented, Fit};
+    use mnist_nn::model::Training;
+    use mnist_nn::schedule::Schedule;
+    let raw = RawSplit {
+        pixels: (0..160 * 784).map(|i| ((i * 37) % 251) as u8).collect(),
+        labels: (0..160).map(|i| (i % 10) as u8).collect(),
+    };
+    let data = Preprocessing::Scale255.dataset(&raw, 0..160);
+    let mnist = Mnist {
+        train: data.clone(),
+        validation: None,
+        test: data.head(32),
+        preprocessing: Preprocessing::Scale255,
+    };
+    let training = Training {
+        command: "test".into(),
+        epochs: 2,
+        lr: 0.1,
+        batch_size: Some(32),
+        seed: 0,
+        init: None,
+        optimizer: OptimizerSettings::PLAIN_SGD,
+        schedule: Schedule::Constant,
+        warmup_steps: 0,
+        dataset: mnist_nn::data::DataSet::Mnist,
+        augment: None,
+        clean_epochs: 0,
+        label_smoothing: 0.0,
+    };
+    let augmentation: Augmentation = "translate:2".parse().unwrap();
+    // Two epochs, the last `clean` of them undistorted (None: no augmentation at all).
+    let trained = |clean: Option<usize>| {
+        let fit = Fit {
+            data: &mnist,
+            epochs: 2,
+            evaluate_every: 1,
+            test_every: None,
+            checkpoint: None,
+            training: &training,
+            keep_last_finite: false,
+            augment: clean.map(|clean_epochs| Augmented {
+                augmentation: &augmentation,
+                pixels: &raw.pixels,
+                seed: 7,
+                clean_epochs,
+            }),
+        };
+        let mut rng = seeded_rng(46);
+        let mut network = Network::mlp(&[784, 16, 10], Init::He, &mut rng);
+        let mut trainer = Trainer::sgd(0.1, Batching::Mini(32));
+        fit.run(
+            &mut network,
+            &mut trainer,
+            &mut rng,
+            None,
+            || false,
+            &mut (),
+        )
+        .unwrap();
+        weights(&mut network)
+    };
+    let plain = trained(None);
+    assert_eq!(trained(Some(2)), plain, "every epoch clean: no distortion");
+    let (distorted, last_clean) = (trained(Some(0)), trained(Some(1)));
+    assert_ne!(last_clean, plain, "the first epoch is still distorted");
+    assert_ne!(last_clean, distorted, "the second epoch is not");
+}
+
+#[test]
 fn a_fit_stops_on_request_and_at_divergence() {
     use mnist_nn::data::{Mnist, Preprocessing};
     use mnist_nn::fit::{CheckpointTarget, Fit, Outcome};
@@ -465,6 +593,8 @@ fn a_fit_stops_on_request_and_at_divergence() {
         warmup_steps: 0,
         dataset: mnist_nn::data::DataSet::Mnist,
         augment: None,
+        clean_epochs: 0,
+        label_smoothing: 0.0,
     };
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("ck.safetensors");

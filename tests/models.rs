@@ -29,6 +29,8 @@ fn training() -> Training {
         warmup_steps: 0,
         dataset: mnist_nn::data::DataSet::Mnist,
         augment: None,
+        clean_epochs: 0,
+        label_smoothing: 0.0,
     }
 }
 

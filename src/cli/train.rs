@@ -52,6 +52,10 @@ pub struct Plan {
     pub from_must_match: bool,
     /// How the training images are distorted every epoch, if they are.
     pub augment: Option<Augmentation>,
+    /// The last this many epochs train on undistorted images.
+    pub clean_epochs: usize,
+    /// The training loss's label smoothing ε.
+    pub label_smoothing: f32,
     /// Whether the run ends with a pass over the whole training set (its loss and accuracy)
     /// before the test set's.
     pub evaluate_training_set: bool,
@@ -71,6 +75,19 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
                 args.from.as_deref().unwrap_or(Path::new("")).display()
             );
         }
+    }
+    if args.clean_epochs.is_some_and(|n| n >= plan.epochs) {
+        bail!(
+            "--clean-epochs {}: leaves none of the {} epochs distorted",
+            plan.clean_epochs,
+            plan.epochs
+        );
+    }
+    if plan.clean_epochs > 0 && plan.augment.is_none() {
+        bail!(
+            "--clean-epochs {}: there is no --augment to leave out",
+            plan.clean_epochs
+        );
     }
     let (mut raw, dir) = load_raw_set(args.dataset, args.data_dir.as_deref())?;
     if plan.validation >= raw.train.len() {
@@ -109,7 +126,10 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
         warmup_steps: plan.warmup_steps,
         dataset: args.dataset,
         augment: plan.augment.as_ref().map(|a| a.to_string()),
+        clean_epochs: plan.clean_epochs,
+        label_smoothing: plan.label_smoothing,
     };
+    network.set_label_smoothing(plan.label_smoothing);
     let resume = resume_point(args, &record, &mut network, &mut rng)?;
     let (start, optimizer) = match resume {
         Some((start, optimizer)) => {
@@ -124,7 +144,20 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
     settings.push(("initialisation", init.unwrap_or_else(|| "unknown".into())));
     settings.push(("seed", args.seed.to_string()));
     if let Some(augmentation) = &plan.augment {
-        settings.push(("augmentation", format!("{augmentation}, new every epoch")));
+        let clean = match plan.clean_epochs {
+            0 => String::new(),
+            n => format!(" but the last {n} (undistorted)"),
+        };
+        settings.push((
+            "augmentation",
+            format!("{augmentation}, new every epoch{clean}"),
+        ));
+    }
+    if plan.label_smoothing > 0.0 {
+        settings.push((
+            "loss",
+            format!("cross-entropy, label smoothing {}", plan.label_smoothing),
+        ));
     }
     print_configuration(&mut network, &plan, args, &record, &mnist, &dir, settings);
     if args.summary {
@@ -165,6 +198,7 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
                 augmentation,
                 pixels,
                 seed: args.seed,
+                clean_epochs: plan.clean_epochs,
             },
         ),
     };
@@ -372,11 +406,14 @@ fn resume_point(
         && record.schedule == theirs.schedule
         && record.warmup_steps == theirs.warmup_steps
         && record.dataset == theirs.dataset
-        && record.augment == theirs.augment;
+        && record.augment == theirs.augment
+        && record.clean_epochs == theirs.clean_epochs
+        && record.label_smoothing == theirs.label_smoothing;
     if !same {
         bail!(
             "{}: the checkpoint comes from `{}` on {} with {} epochs, learning rate {}, batch size {:?}, \
-             seed {}, {}, schedule {}, warm-up {}, augmentation {}; resume with the same settings",
+             seed {}, {}, schedule {}, warm-up {}, augmentation {} (the last {} epochs undistorted), \
+             label smoothing {}; resume with the same settings",
             path.display(),
             theirs.command,
             theirs.dataset,
@@ -387,7 +424,9 @@ fn resume_point(
             theirs.optimizer,
             theirs.schedule,
             theirs.warmup_steps,
-            theirs.augment.as_deref().unwrap_or("none")
+            theirs.augment.as_deref().unwrap_or("none"),
+            theirs.clean_epochs,
+            theirs.label_smoothing
         );
     }
     if network.specs() != saved.model.network.specs() {
