@@ -44,7 +44,7 @@ fn loss_gradient_rows_sum_to_zero_and_average_over_the_batch() {
 }
 
 #[test]
-fn smoothed_loss_matches_the_hand_computed_values() {
+fn smoothed_loss_matches_hand_computed_values_and_pytorch() {
     // Probabilities 1/6, 2/6, 3/6; true class 2; ε = 0.3 over 3 classes: the target is
     // q = (0.1, 0.1, 0.8), as PyTorch's CrossEntropyLoss(label_smoothing=0.3) defines it.
     let logits = array![[0.0f32, 2f32.ln(), 3f32.ln()]];
@@ -56,6 +56,30 @@ fn smoothed_loss_matches_the_hand_computed_values() {
     let expected_grad = [1.0 / 6.0 - 0.1, 2.0 / 6.0 - 0.1, 0.5 - 0.8];
     for (g, e) in grad.iter().zip(expected_grad) {
         assert!((g - e).abs() < 1e-6, "gradient {grad:?}");
+    }
+    // PyTorch 2 on two rows of four classes, ε = 0.2: `z = torch.tensor([[1., -2., .5, 3.],
+    // [.3, .2, .1, -1.]], requires_grad=True); l = F.cross_entropy(z, torch.tensor([0, 3]),
+    // label_smoothing=0.2); l.backward()` gives l and z.grad:
+    let logits = array![[1.0f32, -2.0, 0.5, 3.0], [0.3, 0.2, 0.1, -1.0]];
+    let mut loss = SoftmaxCrossEntropy::with_label_smoothing(0.2);
+    let (stats, grad) = loss.loss_and_grad(logits.view(), &[0, 3]);
+    assert!(
+        (stats.loss - 2.2472822666168213).abs() < 1e-6,
+        "loss {}",
+        stats.loss
+    );
+    let torch_grad = [
+        -0.3697231411933899,
+        -0.022247927263379097,
+        0.008527113124728203,
+        0.3834439218044281,
+        0.14188361167907715,
+        0.12600253522396088,
+        0.11163275688886642,
+        -0.37951892614364624,
+    ];
+    for (g, t) in grad.iter().zip(torch_grad) {
+        assert!((g - t).abs() < 1e-6, "gradient {grad:?}");
     }
     // ε = 0 is the plain loss, to the bit.
     let logits = array![[1.0f32, -2.0, 0.5], [0.3, 0.2, 0.1]];
