@@ -146,6 +146,10 @@ pub fn launch(plan: Plan, args: &RunArgs) -> Result<()> {
     if let Some(augmentation) = &plan.augment {
         let clean = match plan.clean_epochs {
             0 => String::new(),
+            n if n >= plan.epochs => format!(
+                " but the last {n} (undistorted): none of this run's {}",
+                plan.epochs
+            ),
             n => format!(" but the last {n} (undistorted)"),
         };
         settings.push((
