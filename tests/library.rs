@@ -68,7 +68,7 @@ fn smoothed_loss_matches_hand_computed_values_and_pytorch() {
         "loss {}",
         stats.loss
     );
-    let torch_grad = [
+    let torch_grad: [f64; 8] = [
         -0.3697231411933899,
         -0.022247927263379097,
         0.008527113124728203,
@@ -78,8 +78,8 @@ fn smoothed_loss_matches_hand_computed_values_and_pytorch() {
         0.11163275688886642,
         -0.37951892614364624,
     ];
-    for (g, t) in grad.iter().zip(torch_grad) {
-        assert!((g - t).abs() < 1e-6, "gradient {grad:?}");
+    for (&g, t) in grad.iter().zip(torch_grad) {
+        assert!((g as f64 - t).abs() < 1e-6, "gradient {grad:?}");
     }
     // ε = 0 is the plain loss, to the bit.
     let logits = array![[1.0f32, -2.0, 0.5], [0.3, 0.2, 0.1]];
