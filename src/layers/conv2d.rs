@@ -66,6 +66,9 @@
 //! at speed, the same results up to rounding, a fused 2x2 pooling taken from its blocks likewise.
 
 use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+
 use rand::Rng;
 use rayon::prelude::*;
 
@@ -254,9 +257,9 @@ pub struct Conv2d {
     /// `(chunks, pooled values, lanes)`; without a pooling, one unused entry per image, so that
     /// the images pair with their entries the same way in every case.
     winners: Vec<u32>,
-    /// One image's buffers, for a forward pass on this thread (the backward pass keeps its own in
-    /// `groups`)
-    scratch: ImageScratch,
+    /// The forward pass's buffers, one set per thread that computes images (the backward pass
+    /// keeps its own in `groups`)
+    scratch: ScratchPool,
     /// The backward pass's sums and buffers, a group of images each (see [`IMAGES_PER_GROUP`])
     groups: Vec<GroupGradients>,
     /// `Y`, `(n, out_channels·out_h·out_w)`, or the pooled `(n, out_channels·pooled pixels)`
@@ -302,7 +305,7 @@ impl Conv2d {
             pool: None,
             algorithm: Algorithm::Im2col,
             winners: Vec::new(),
-            scratch: ImageScratch::default(),
+            scratch: ScratchPool::default(),
             groups: Vec::new(),
             output: Array2::zeros((0, 0)),
             grad_pre_activation: Array2::zeros((0, 0)),
@@ -361,6 +364,49 @@ struct ImageScratch {
     /// pooling whose windows are not the algorithm's blocks is fused:
     /// `(images, out_channels·out_h·out_w)`
     chunk_unpooled: Array2<f32>,
+}
+
+/// Buffers lent to the threads of forward passes and given back at the end of each piece of
+/// work: a layer makes one set per thread once, instead of one per piece of work every pass
+/// (each set is several hundred kilobytes, zeroed when made).
+#[derive(Default)]
+struct ScratchPool(Mutex<Vec<ImageScratch>>);
+
+impl ScratchPool {
+    /// A set of buffers: one given back earlier, or a new one.
+    fn lend(&self) -> LentScratch<'_> {
+        let scratch = self.0.lock().expect("not poisoned").pop();
+        LentScratch {
+            scratch: scratch.unwrap_or_default(),
+            pool: self,
+        }
+    }
+}
+
+/// Buffers lent by a [`ScratchPool`], given back when dropped.
+struct LentScratch<'a> {
+    scratch: ImageScratch,
+    pool: &'a ScratchPool,
+}
+
+impl Deref for LentScratch<'_> {
+    type Target = ImageScratch;
+    fn deref(&self) -> &ImageScratch {
+        &self.scratch
+    }
+}
+
+impl DerefMut for LentScratch<'_> {
+    fn deref_mut(&mut self) -> &mut ImageScratch {
+        &mut self.scratch
+    }
+}
+
+impl Drop for LentScratch<'_> {
+    fn drop(&mut self) {
+        let scratch = std::mem::take(&mut self.scratch);
+        self.pool.0.lock().expect("not poisoned").push(scratch);
+    }
 }
 
 impl Conv2d {
@@ -698,7 +744,7 @@ impl Conv2d {
         let weight = self.weight.view();
         let u = match &mut self.algorithm {
             Algorithm::Winograd(u) => {
-                winograd::transform_weights(&shape, weight, u, &mut self.scratch.winograd);
+                winograd::transform_weights(&shape, weight, u, &mut self.scratch.lend().winograd);
                 Some(&*u)
             }
             _ => None,
@@ -759,7 +805,7 @@ impl Conv2d {
                 row_len * LANES,
             ),
             (&mut self.winners, winners_per_image * LANES),
-            &mut self.scratch,
+            &self.scratch,
             one_chunk,
         );
     }
@@ -776,21 +822,23 @@ type OutputPiece<'a> = ((usize, &'a mut [f32]), &'a mut [u32]);
 fn for_each_piece(
     (rows, rows_per): (&mut [f32], usize),
     (winners, winners_per): (&mut [u32], usize),
-    scratch: &mut ImageScratch,
+    scratch: &ScratchPool,
     work: impl Fn(&mut ImageScratch, OutputPiece) + Sync,
 ) {
     if threads() > 1 {
         rows.par_chunks_mut(rows_per)
             .enumerate()
             .zip(winners.par_chunks_mut(winners_per))
-            .for_each_init(ImageScratch::default, |scratch, piece| {
-                single_threaded(|| work(scratch, piece))
-            });
+            .for_each_init(
+                || scratch.lend(),
+                |scratch, piece| single_threaded(|| work(scratch, piece)),
+            );
     } else {
+        let mut scratch = scratch.lend();
         rows.chunks_mut(rows_per)
             .enumerate()
             .zip(winners.chunks_mut(winners_per))
-            .for_each(|piece| work(scratch, piece));
+            .for_each(|piece| work(&mut scratch, piece));
     }
 }
 
@@ -851,7 +899,7 @@ impl Layer for Conv2d {
                 row_len,
             ),
             (&mut self.winners, winners_per_image),
-            &mut self.scratch,
+            &self.scratch,
             one_image,
         );
         self.output.view()
