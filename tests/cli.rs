@@ -525,7 +525,16 @@ fn the_race_recipes_pass_98_percent_in_one_epoch() {
         "cross-entropy, label smoothing 0.1",
         "1 epochs",
     ];
-    for (name, expected) in [("fast", &fast[..]), ("accurate", &accurate[..])] {
+    let fastest = [
+        "Conv2d(1 -> 8, 5x5",
+        "cross-entropy, label smoothing 0.2",
+        "total: 80,178 parameters",
+    ];
+    for (name, expected) in [
+        ("fast", &fast[..]),
+        ("fastest", &fastest[..]),
+        ("accurate", &accurate[..]),
+    ] {
         let output = run(
             &[
                 "experiment",
@@ -549,7 +558,7 @@ fn the_race_recipes_pass_98_percent_in_one_epoch() {
         }
         // A race ends with the test set: no pass over the 60,000 training images after it.
         assert!(!out.contains("train accuracy:"), "{name}: {out}");
-        // The published recipe's mean is 0.9904; one epoch of either passes 0.98.
+        // The published recipe's mean is 0.9904; one epoch of any of them passes 0.98.
         assert!(final_test_accuracy(&out) > 0.98, "{name}: {out}");
     }
 }
