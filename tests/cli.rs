@@ -1174,60 +1174,10 @@ fn show_augment_draws_what_the_epochs_of_a_run_train_on() {
 }
 
 #[test]
-fn clean_epochs_and_label_smoothing_are_shown_and_recorded() {
+fn augmentation_clean_epochs_and_smoothing_are_recorded_reproducible_and_change_training() {
     let dir = mnist_dir();
     let out_dir = tempfile::tempdir().unwrap();
-    let path = out_dir.path().join("m.safetensors");
-    let output = run(
-        &[
-            "train",
-            "--hidden",
-            "32",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "256",
-            "--lr",
-            "0.1",
-            "--augment",
-            "translate:2",
-            "--clean-epochs",
-            "1",
-            "--label-smoothing",
-            "0.1",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--save",
-            path.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let out = stdout(&output);
-    assert!(
-        out.contains("translate:2, new every epoch but the last 1 (undistorted)")
-            && out.contains("cross-entropy, label smoothing 0.1"),
-        "{out}"
-    );
-    assert!(final_test_accuracy(&out) > 0.9, "{out}");
-    let saved = mnist_nn::model::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(
-        (saved.training.clean_epochs, saved.training.label_smoothing),
-        (1, 0.1)
-    );
-    let summary = saved.training.summary();
-    assert!(
-        summary.contains("augmented (translate:2) but the last 1 epochs, label smoothing 0.1"),
-        "{summary}"
-    );
-}
-
-#[test]
-fn train_augment_is_recorded_reproducible_and_changes_training() {
-    let dir = mnist_dir();
-    let out_dir = tempfile::tempdir().unwrap();
-    let train = |name: &str, augment: Option<&str>| {
+    let train = |name: &str, flags: &[&str]| {
         let path = out_dir.path().join(name);
         let mut args = vec![
             "train",
@@ -1244,20 +1194,19 @@ fn train_augment_is_recorded_reproducible_and_changes_training() {
             "--save",
             path.to_str().unwrap(),
         ];
-        if let Some(spec) = augment {
-            args.extend(["--augment", spec]);
-        }
+        args.extend(flags);
         let output = run(&args, &[], None);
         assert!(output.status.success(), "{}", stderr(&output));
         (std::fs::read(&path).unwrap(), stdout(&output))
     };
-    let (first, out) = train("a.safetensors", Some("translate:2+elastic"));
+    let augment = ["--augment", "translate:2+elastic"];
+    let (first, out) = train("a.safetensors", &augment);
     assert!(
         out.contains("augmentation") && out.contains("translate:2+elastic:4:34, new every epoch"),
         "{out}"
     );
-    let (second, _) = train("b.safetensors", Some("translate:2+elastic"));
-    let (plain, _) = train("c.safetensors", None);
+    let (second, _) = train("b.safetensors", &augment);
+    let (plain, _) = train("c.safetensors", &[]);
     let (a, b, c) = (
         mnist_nn::model::from_bytes(&first).unwrap(),
         mnist_nn::model::from_bytes(&second).unwrap(),
@@ -1286,4 +1235,26 @@ fn train_augment_is_recorded_reproducible_and_changes_training() {
         .training
         .summary()
         .contains("augmented (translate:2+elastic:4:34)"));
+    // The last epoch undistorted, and smoothed targets: shown, recorded, and what is learnt.
+    let flags = ["--clean-epochs", "1", "--label-smoothing", "0.1"];
+    let (smoothed, out) = train("d.safetensors", &[&augment[..], &flags].concat());
+    assert!(
+        out.contains("new every epoch but the last 1 (undistorted)")
+            && out.contains("cross-entropy, label smoothing 0.1"),
+        "{out}"
+    );
+    assert!(final_test_accuracy(&out) > 0.9, "{out}");
+    let d = mnist_nn::model::from_bytes(&smoothed).unwrap();
+    assert_eq!(
+        (d.training.clean_epochs, d.training.label_smoothing),
+        (1, 0.1)
+    );
+    assert!(
+        d.training
+            .summary()
+            .contains("but the last 1 epochs, label smoothing 0.1"),
+        "{}",
+        d.training.summary()
+    );
+    assert_ne!(weights(&d), weights(&a));
 }

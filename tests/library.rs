@@ -449,7 +449,6 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
     use mnist_nn::checkpoint::{self, Position};
     use mnist_nn::data::Preprocessing;
     use mnist_nn::model::Training;
-    use mnist_nn::schedule::Schedule;
     let settings = OptimizerSettings::Sgd {
         momentum: 0.9,
         nesterov: true,
@@ -463,19 +462,10 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
     let mut trainer = Trainer::new(Optimizer::new(settings, 0.05), Batching::Mini(32));
     trainer.epoch(&mut network, &data, &mut rng, |_| {});
     let training = Training {
-        command: "test".into(),
-        epochs: 2,
         lr: 0.05,
-        batch_size: Some(32),
         seed: 43,
-        init: None,
         optimizer: settings,
-        schedule: Schedule::Constant,
-        warmup_steps: 0,
-        dataset: mnist_nn::data::DataSet::Mnist,
-        augment: None,
-        clean_epochs: 0,
-        label_smoothing: 0.0,
+        ..sgd_record(2)
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ck.safetensors");
@@ -519,13 +509,30 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
     assert!(error.contains("expected 3"), "{error}");
 }
 
+/// The record of a test's training run: plain SGD, learning rate 0.1, batches of 32, seed 0.
+fn sgd_record(epochs: usize) -> mnist_nn::model::Training {
+    mnist_nn::model::Training {
+        command: "test".into(),
+        epochs,
+        lr: 0.1,
+        batch_size: Some(32),
+        seed: 0,
+        init: None,
+        optimizer: OptimizerSettings::PLAIN_SGD,
+        schedule: mnist_nn::schedule::Schedule::Constant,
+        warmup_steps: 0,
+        dataset: mnist_nn::data::DataSet::Mnist,
+        augment: None,
+        clean_epochs: 0,
+        label_smoothing: 0.0,
+    }
+}
+
 #[test]
 fn a_fits_clean_epochs_train_on_the_stored_images() {
     use mnist_nn::augment::Augmentation;
     use mnist_nn::data::{Mnist, Preprocessing, RawSplit};
     use mnist_nn::fit::{Augmented, Fit};
-    use mnist_nn::model::Training;
-    use mnist_nn::schedule::Schedule;
     let raw = RawSplit {
         pixels: (0..160 * 784).map(|i| ((i * 37) % 251) as u8).collect(),
         labels: (0..160).map(|i| (i % 10) as u8).collect(),
@@ -537,21 +544,7 @@ fn a_fits_clean_epochs_train_on_the_stored_images() {
         test: data.head(32),
         preprocessing: Preprocessing::Scale255,
     };
-    let training = Training {
-        command: "test".into(),
-        epochs: 2,
-        lr: 0.1,
-        batch_size: Some(32),
-        seed: 0,
-        init: None,
-        optimizer: OptimizerSettings::PLAIN_SGD,
-        schedule: Schedule::Constant,
-        warmup_steps: 0,
-        dataset: mnist_nn::data::DataSet::Mnist,
-        augment: None,
-        clean_epochs: 0,
-        label_smoothing: 0.0,
-    };
+    let training = sgd_record(2);
     let augmentation: Augmentation = "translate:2".parse().unwrap();
     // Two epochs, the last `clean` of them undistorted (None: no augmentation at all).
     let trained = |clean: Option<usize>| {
@@ -595,8 +588,7 @@ fn a_fits_clean_epochs_train_on_the_stored_images() {
 fn a_fit_stops_on_request_and_at_divergence() {
     use mnist_nn::data::{Mnist, Preprocessing};
     use mnist_nn::fit::{CheckpointTarget, Fit, Outcome};
-    use mnist_nn::model::{self, Training};
-    use mnist_nn::schedule::Schedule;
+    use mnist_nn::model;
     let images = Array2::from_shape_fn((320, 784), |(i, j)| ((i * 13 + j * 7) % 29) as f32 / 29.0);
     let data = Dataset::new(images, (0..320).map(|i| (i % 10) as u8).collect());
     let mnist = Mnist {
@@ -605,21 +597,7 @@ fn a_fit_stops_on_request_and_at_divergence() {
         test: data.head(32),
         preprocessing: Preprocessing::Scale255,
     };
-    let training = Training {
-        command: "test".into(),
-        epochs: 3,
-        lr: 0.1,
-        batch_size: Some(32),
-        seed: 0,
-        init: None,
-        optimizer: OptimizerSettings::PLAIN_SGD,
-        schedule: Schedule::Constant,
-        warmup_steps: 0,
-        dataset: mnist_nn::data::DataSet::Mnist,
-        augment: None,
-        clean_epochs: 0,
-        label_smoothing: 0.0,
-    };
+    let training = sgd_record(3);
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("ck.safetensors");
     let fit = Fit {
