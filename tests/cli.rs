@@ -912,19 +912,8 @@ fn broken_model_files_are_refused_by_every_command_that_reads_them() {
         .unwrap()
         .build(&mut mnist_nn::seeded_rng(1));
     let training = mnist_nn::model::Training {
-        command: "test".into(),
-        epochs: 1,
-        lr: 0.1,
         batch_size: None,
-        seed: 0,
-        init: None,
-        optimizer: mnist_nn::optim::OptimizerSettings::PLAIN_SGD,
-        schedule: mnist_nn::schedule::Schedule::Constant,
-        warmup_steps: 0,
-        dataset: mnist_nn::data::DataSet::Mnist,
-        augment: None,
-        clean_epochs: 0,
-        label_smoothing: 0.0,
+        ..common::sgd_record(1)
     };
     let bytes = mnist_nn::model::to_bytes(
         &network,

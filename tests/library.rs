@@ -465,7 +465,7 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
         lr: 0.05,
         seed: 43,
         optimizer: settings,
-        ..sgd_record(2)
+        ..common::sgd_record(2)
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ck.safetensors");
@@ -509,25 +509,6 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
     assert!(error.contains("expected 3"), "{error}");
 }
 
-/// The record of a test's training run: plain SGD, learning rate 0.1, batches of 32, seed 0.
-fn sgd_record(epochs: usize) -> mnist_nn::model::Training {
-    mnist_nn::model::Training {
-        command: "test".into(),
-        epochs,
-        lr: 0.1,
-        batch_size: Some(32),
-        seed: 0,
-        init: None,
-        optimizer: OptimizerSettings::PLAIN_SGD,
-        schedule: mnist_nn::schedule::Schedule::Constant,
-        warmup_steps: 0,
-        dataset: mnist_nn::data::DataSet::Mnist,
-        augment: None,
-        clean_epochs: 0,
-        label_smoothing: 0.0,
-    }
-}
-
 #[test]
 fn a_fits_clean_epochs_train_on_the_stored_images() {
     use mnist_nn::augment::Augmentation;
@@ -544,7 +525,7 @@ fn a_fits_clean_epochs_train_on_the_stored_images() {
         test: data.head(32),
         preprocessing: Preprocessing::Scale255,
     };
-    let training = sgd_record(2);
+    let training = common::sgd_record(2);
     let augmentation: Augmentation = "translate:2".parse().unwrap();
     // Two epochs, the last `clean` of them undistorted (None: no augmentation at all).
     let trained = |clean: Option<usize>| {
@@ -597,7 +578,7 @@ fn a_fit_stops_on_request_and_at_divergence() {
         test: data.head(32),
         preprocessing: Preprocessing::Scale255,
     };
-    let training = sgd_record(3);
+    let training = common::sgd_record(3);
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("ck.safetensors");
     let fit = Fit {

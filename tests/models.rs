@@ -10,27 +10,15 @@ use image::{GrayImage, Luma};
 use mnist_nn::data::{load_raw, Preprocessing};
 use mnist_nn::experiments;
 use mnist_nn::model::{self, Training};
-use mnist_nn::optim::{Optimizer, OptimizerSettings};
-use mnist_nn::schedule::Schedule;
+use mnist_nn::optim::Optimizer;
 use mnist_nn::seeded_rng;
 use ndarray::Array2;
 use rand::Rng;
 
 fn training() -> Training {
     Training {
-        command: "test".into(),
-        epochs: 1,
-        lr: 0.1,
-        batch_size: Some(32),
-        seed: 0,
         init: Some("he".into()),
-        optimizer: OptimizerSettings::PLAIN_SGD,
-        schedule: Schedule::Constant,
-        warmup_steps: 0,
-        dataset: mnist_nn::data::DataSet::Mnist,
-        augment: None,
-        clean_epochs: 0,
-        label_smoothing: 0.0,
+        ..common::sgd_record(1)
     }
 }
 

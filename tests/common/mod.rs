@@ -42,6 +42,26 @@ pub fn on_cores<T: Send>(cores: usize, work: impl FnOnce() -> T + Send) -> T {
         .install(work)
 }
 
+/// The record of a test's training run: plain SGD, learning rate 0.1, batches of 32, seed 0, no
+/// augmentation (a test changes what it needs with `Training { .., ..sgd_record(epochs) }`).
+pub fn sgd_record(epochs: usize) -> mnist_nn::model::Training {
+    mnist_nn::model::Training {
+        command: "test".into(),
+        epochs,
+        lr: 0.1,
+        batch_size: Some(32),
+        seed: 0,
+        init: None,
+        optimizer: mnist_nn::optim::OptimizerSettings::PLAIN_SGD,
+        schedule: mnist_nn::schedule::Schedule::Constant,
+        warmup_steps: 0,
+        dataset: mnist_nn::data::DataSet::Mnist,
+        augment: None,
+        clean_epochs: 0,
+        label_smoothing: 0.0,
+    }
+}
+
 /// A `(rows, cols)` matrix of standard normal draws.
 pub fn random_matrix(rows: usize, cols: usize, rng: &mut impl rand::Rng) -> ndarray::Array2<f32> {
     ndarray::Array2::from_shape_simple_fn((rows, cols), || rng.sample(rand_distr::StandardNormal))
