@@ -103,6 +103,7 @@ impl SoftmaxCrossEntropy {
                 // -log p_j = log Σ exp(z_k) - z_j
                 let log_sum_exp = max + sum.ln();
                 let true_class = (log_sum_exp - z[y]) as f64;
+                // The one-hot loss needs the true class's term alone.
                 total += if epsilon == 0.0 {
                     true_class
                 } else {

@@ -264,6 +264,7 @@ impl Network {
     /// labels); see [`crate::loss`]. Evaluation always measures the plain cross-entropy.
     pub fn set_label_smoothing(&mut self, epsilon: f32) {
         self.main.loss = SoftmaxCrossEntropy::with_label_smoothing(epsilon);
+        // The next data-parallel step copies `main` afresh, loss included.
         self.helpers.clear();
     }
 
