@@ -60,8 +60,8 @@ impl SoftmaxCrossEntropy {
             "softmax cross-entropy: label smoothing must be between 0 and 1, got {epsilon}"
         );
         SoftmaxCrossEntropy {
-            grad: Array2::zeros((0, 0)),
             label_smoothing: epsilon,
+            ..Self::default()
         }
     }
 

@@ -65,10 +65,10 @@
 //! `conv C K algorithm direct`; the `direct` module): no patches and no products too small to run
 //! at speed, the same results up to rounding, a fused 2x2 pooling taken from its blocks likewise.
 
-use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 use rand::Rng;
 use rayon::prelude::*;
 
