@@ -120,7 +120,13 @@ struct OptimizerArgs {
     #[arg(long, allow_negative_numbers = true)]
     weight_decay: Option<f64>,
     /// Adam's and AdamW's betas [default: 0.9 0.999].
-    #[arg(long, num_args = 2, value_names = ["BETA1", "BETA2"], allow_negative_numbers = true)]
+    #[arg(
+        long,
+        num_args = 2,
+        value_names = ["BETA1", "BETA2"],
+        allow_negative_numbers = true,
+        action = clap::ArgAction::Set
+    )]
     betas: Option<Vec<f64>>,
     /// Adam's and AdamW's epsilon [default: 1e-8].
     #[arg(long, allow_negative_numbers = true)]

@@ -118,6 +118,10 @@ fn impossible_flags_are_refused_before_any_data_is_loaded() {
         (&["--nesterov"], "Nesterov momentum needs a momentum above 0"),
         (&["--momentum", "1.5"], "momentum must be in [0, 1)"),
         (&["--optimizer", "adam", "--betas", "0.9", "1"], "beta2 must be in [0, 1)"),
+        (
+            &["--optimizer", "adam", "--betas", "0.7", "0.9", "--betas", "0.8", "0.95"],
+            "cannot be used multiple times",
+        ),
         (&["--optimizer", "adamw", "--eps", "0"], "eps must be a positive finite number"),
         (&["--weight-decay", "-1"], "weight decay must be a finite number ≥ 0"),
         (&["--schedule", "linear"], "unknown schedule 'linear'"),
