@@ -88,6 +88,21 @@ fn conv2d(c: &mut Criterion) {
         };
         bench_passes(&mut group, name, &mut conv, &x, &dy);
     }
+    // The fastest recipe's second layer (8 -> 16 maps) by Winograd's, on one core's shard of its
+    // batches of 128: products of depth 8 and 16.
+    let shape = ConvShape {
+        in_channels: 8,
+        out_channels: 16,
+        ..fast_second_layer()
+    };
+    let pool = pool_2x2(&shape);
+    let x = random(64, shape.input_len(), &mut rng);
+    let dy = random(64, pool.output_len(), &mut rng);
+    let mut conv = Conv2d::new(shape, Init::He, &mut rng)
+        .with_winograd()
+        .expect("a 3x3 kernel");
+    assert!(conv.fuse_max_pool(pool) && conv.fuse_relu());
+    bench_passes(&mut group, "fastest 8->16 winograd", &mut conv, &x, &dy);
     // The fast recipe's first layer (1 -> 24 maps, 5x5, 28x28, its pooling and ReLU fused, no
     // input gradient) on one core's shard.
     let shape = fast_first_layer();
