@@ -153,8 +153,9 @@ impl OptimizerArgs {
             bail!("--momentum and --nesterov are SGD's: Adam keeps its own averages (--betas)");
         }
         let betas = match self.betas.as_deref() {
+            None => (0.9, 0.999),
             Some(&[b1, b2]) => (b1, b2),
-            _ => (0.9, 0.999),
+            Some(other) => bail!("--betas takes two numbers, got {}", other.len()),
         };
         let eps = self.eps.unwrap_or(1e-8);
         let settings = match self.optimizer.as_str() {
