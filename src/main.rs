@@ -152,11 +152,8 @@ impl OptimizerArgs {
         if !sgd && (self.momentum.is_some() || self.nesterov) {
             bail!("--momentum and --nesterov are SGD's: Adam keeps its own averages (--betas)");
         }
-        let betas = match self.betas.as_deref() {
-            None => (0.9, 0.999),
-            Some(&[b1, b2]) => (b1, b2),
-            Some(other) => bail!("--betas takes two numbers, got {}", other.len()),
-        };
+        // clap takes `--betas` once, with exactly two numbers.
+        let betas = self.betas.as_deref().map_or((0.9, 0.999), |b| (b[0], b[1]));
         let eps = self.eps.unwrap_or(1e-8);
         let settings = match self.optimizer.as_str() {
             "sgd" => OptimizerSettings::Sgd {

@@ -70,10 +70,10 @@ pub struct Training {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<String>,
     /// How many of the last epochs trained on undistorted images (0 if absent).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub clean_epochs: usize,
     /// The label smoothing ε of the training loss (0, one-hot targets, if absent).
-    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub label_smoothing: f32,
 }
 
@@ -106,12 +106,9 @@ impl Training {
     }
 }
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-fn is_zero_f32(x: &f32) -> bool {
-    *x == 0.0
+/// Whether a field holds its type's default (0), which is left out of the record.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn plain_sgd() -> OptimizerSettings {

@@ -174,6 +174,30 @@ fn weights(network: &mut Network) -> Vec<f32> {
         .collect()
 }
 
+/// A data set for a `Fit` made of `data` alone: trained on whole, its first 32 rows the test set,
+/// pixels / 255.
+fn trained_and_tested_on(data: Dataset) -> mnist_nn::data::Mnist {
+    mnist_nn::data::Mnist {
+        test: data.head(32),
+        train: data,
+        validation: None,
+        preprocessing: mnist_nn::data::Preprocessing::Scale255,
+    }
+}
+
+/// Runs `fit` from its first epoch to its last, never asked to stop, showing nothing.
+fn fit_to_the_end(
+    fit: &mnist_nn::fit::Fit,
+    network: &mut Network,
+    trainer: &mut Trainer,
+    rng: &mut mnist_nn::SeededRng,
+) -> mnist_nn::fit::Outcome {
+    let (outcome, _records) = fit
+        .run(network, trainer, rng, None, || false, &mut ())
+        .unwrap();
+    outcome
+}
+
 #[test]
 fn minibatch_sgd_learns_a_nonlinear_boundary() {
     let (_, accuracy) = train(1, Batching::Mini(16), 200);
@@ -512,19 +536,14 @@ fn a_checkpoint_restores_the_optimizer_state_exactly() {
 #[test]
 fn a_fits_clean_epochs_train_on_the_stored_images() {
     use mnist_nn::augment::Augmentation;
-    use mnist_nn::data::{Mnist, Preprocessing, RawSplit};
+    use mnist_nn::data::{Preprocessing, RawSplit};
     use mnist_nn::fit::{Augmented, Fit};
     let raw = RawSplit {
         pixels: (0..160 * 784).map(|i| ((i * 37) % 251) as u8).collect(),
         labels: (0..160).map(|i| (i % 10) as u8).collect(),
     };
     let data = Preprocessing::Scale255.dataset(&raw, 0..160);
-    let mnist = Mnist {
-        train: data.clone(),
-        validation: None,
-        test: data.head(32),
-        preprocessing: Preprocessing::Scale255,
-    };
+    let mnist = trained_and_tested_on(data);
     let training = common::sgd_record(2);
     let augmentation: Augmentation = "translate:2".parse().unwrap();
     // Two epochs, the last `clean` of them undistorted (None: no augmentation at all).
@@ -547,15 +566,7 @@ fn a_fits_clean_epochs_train_on_the_stored_images() {
         let mut rng = seeded_rng(46);
         let mut network = Network::mlp(&[784, 16, 10], Init::He, &mut rng);
         let mut trainer = Trainer::sgd(0.1, Batching::Mini(32));
-        fit.run(
-            &mut network,
-            &mut trainer,
-            &mut rng,
-            None,
-            || false,
-            &mut (),
-        )
-        .unwrap();
+        fit_to_the_end(&fit, &mut network, &mut trainer, &mut rng);
         weights(&mut network)
     };
     let plain = trained(None);
@@ -567,17 +578,11 @@ fn a_fits_clean_epochs_train_on_the_stored_images() {
 
 #[test]
 fn a_fit_stops_on_request_and_at_divergence() {
-    use mnist_nn::data::{Mnist, Preprocessing};
     use mnist_nn::fit::{CheckpointTarget, Fit, Outcome};
     use mnist_nn::model;
     let images = Array2::from_shape_fn((320, 784), |(i, j)| ((i * 13 + j * 7) % 29) as f32 / 29.0);
     let data = Dataset::new(images, (0..320).map(|i| (i % 10) as u8).collect());
-    let mnist = Mnist {
-        train: data.clone(),
-        validation: None,
-        test: data.head(32),
-        preprocessing: Preprocessing::Scale255,
-    };
+    let mnist = trained_and_tested_on(data);
     let training = common::sgd_record(3);
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("ck.safetensors");
@@ -626,17 +631,7 @@ fn a_fit_stops_on_request_and_at_divergence() {
     let mut network = Network::mlp(&[784, 16, 10], Init::He, &mut rng);
     let start = weights(&mut network);
     let mut trainer = Trainer::sgd(1e4, Batching::Mini(32));
-    let (outcome, _) = fit
-        .run(
-            &mut network,
-            &mut trainer,
-            &mut rng,
-            None,
-            || false,
-            &mut (),
-        )
-        .unwrap();
-    match outcome {
+    match fit_to_the_end(&fit, &mut network, &mut trainer, &mut rng) {
         Outcome::Diverged {
             epoch, last_finite, ..
         } => {
