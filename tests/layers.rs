@@ -663,7 +663,7 @@ fn winograd_convolution_equals_the_im2col_convolution_up_to_rounding() {
 /// The direct algorithm against the im2col convolution of the same weights (see
 /// [`assert_matches_im2col`]), with kernels of 1 to 7 taps, padding up to one less than the
 /// kernel, an odd number of output channels, outputs whose width is and is not a whole number of
-/// blocks (4 columns) and whose height is odd, and even outputs, pooled inside the blocks (one
+/// blocks (6 columns) and whose height is odd, and even outputs, pooled inside the blocks (one
 /// and several input channels, with and without padding, kernels of 1, 3, 4, 5 and 7 taps).
 #[test]
 fn direct_convolution_equals_the_im2col_convolution_up_to_rounding() {

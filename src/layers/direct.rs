@@ -33,6 +33,12 @@
 //! Planes: each input channel of a chunk is copied inside a border of `padding` zeros, and the
 //! output is computed in whole blocks, so a plane is as large as the blocks need (what lies
 //! beyond the image, or beyond the output, is zero and never written).
+//!
+//! On CPUs with AVX-512 the two inner loops run on 512-bit vectors, each holding two vectors of
+//! lanes: two neighbouring pixels of a row (the block sums, for two blocks side by side:
+//! [`block_pair_sums_avx512`]) or the same pixel of two filters (`dW`, four filters at a time:
+//! [`add_weight_grad_avx512`]). Every lane still sums the same terms in the same order, so the
+//! results are the same bits as with AVX2, at up to twice the multiply-adds per instruction.
 
 use std::ops::Range;
 
@@ -193,6 +199,8 @@ pub(crate) struct ChunkBuffers {
     pooled: Vec<f32>,
     /// The filters flipped, their channels swapped: `(in_channels, out_channels, K, K)`
     flipped: Vec<f32>,
+    /// The sums of one row of blocks, `(blocks across)`
+    row_sums: Vec<BlockSums>,
     /// The layer the buffers were made for, and whether the `dZ` planes have a border
     made_for: Option<(ConvShape, bool)>,
 }
@@ -214,6 +222,7 @@ impl ChunkBuffers {
             input_grad_planes: zeros(s.in_channels, geometry.input_grad().pixels()),
             pooled: zeros(s.out_channels, windows),
             flipped: Vec::new(),
+            row_sums: Vec::new(),
             made_for: Some((s, with_input_grad)),
         };
     }
@@ -240,7 +249,7 @@ fn add_product(mut sum: Lanes, d: &Lanes, x: &Lanes) -> Lanes {
 }
 
 /// The sums of output channel `o`'s block `(by, bx)`,
-/// `Σ_{c, ky, kx} weights[o, c, ky, kx] · planes[c, 2·by + row + ky, 4·bx + column + kx]`, with
+/// `Σ_{c, ky, kx} weights[o, c, ky, kx] · planes[c, 2·by + row + ky, 6·bx + column + kx]`, with
 /// `weights` `(outs, ins, K, K)`. (The callers loop over the blocks themselves: a closure called
 /// per block was compiled apart, without AVX2.)
 #[inline(always)]
@@ -269,6 +278,32 @@ fn block_sums<const K: usize>(
         }
     }
     sums
+}
+
+/// The sums of every block of row `by` of output channel `o` into `row` (one per block across):
+/// two blocks at a time where the CPU has AVX-512, one at a time otherwise.
+#[inline(always)]
+fn block_row_sums<const K: usize>(
+    input: (&[Lanes], Planes),
+    weights: &[f32],
+    (o, ins): (usize, usize),
+    by: usize,
+    row: &mut [BlockSums],
+) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        for (pair, sums) in row.chunks_exact_mut(2).enumerate() {
+            // SAFETY: the CPU has AVX-512 (F and DQ), checked just above.
+            let pair_sums =
+                unsafe { block_pair_sums_avx512::<K>(input, weights, (o, ins), by, 2 * pair) };
+            sums.copy_from_slice(&pair_sums);
+            done += 2;
+        }
+    }
+    for (bx, sums) in row.iter_mut().enumerate().skip(done) {
+        *sums = block_sums::<K>(input, weights, (o, ins), (by, bx));
+    }
 }
 
 /// Stores a block's sums at block `(by, bx)` of a plane `width` pixels across.
@@ -370,12 +405,14 @@ fn forward_chunk_body<const K: usize>(
         ChunkOutput::Values(mut z) => {
             let planes = vectors_mut(&mut buffers.output_planes);
             let (width, pixels) = (geometry.output.width, geometry.output.pixels());
+            let row = &mut buffers.row_sums;
+            row.resize(geometry.blocks.1, BlockSums::default());
             for o in 0..channels.0 {
                 let plane = &mut planes[o * pixels..][..pixels];
                 for by in 0..geometry.blocks.0 {
-                    for bx in 0..geometry.blocks.1 {
-                        let sums = block_sums::<K>(input, weight, (o, channels.1), (by, bx));
-                        put_block(plane, width, (by, bx), &sums);
+                    block_row_sums::<K>(input, weight, (o, channels.1), by, row);
+                    for (bx, sums) in row.iter().enumerate() {
+                        put_block(plane, width, (by, bx), sums);
                     }
                 }
             }
@@ -394,7 +431,8 @@ fn forward_chunk_body<const K: usize>(
         ChunkOutput::Pooled(mut y, won) => {
             let pooled = vectors_mut(&mut buffers.pooled);
             let winners = won.as_chunks_mut::<LANES>().0;
-            pool_blocks::<K>(&geometry, input, (weight, bias), (pooled, winners));
+            let row = &mut buffers.row_sums;
+            pool_blocks::<K>(&geometry, input, (weight, bias), (pooled, winners), row);
             let windows = (shape.out_height() / 2) * (shape.out_width() / 2);
             let (n, row_len) = y.dim();
             let y = y.as_slice_mut().expect("contiguous rows");
@@ -416,15 +454,17 @@ fn pool_blocks<const K: usize>(
     input: (&[Lanes], Planes),
     (weight, bias): (&[f32], &[f32]),
     (pooled, winners): (&mut [Lanes], &mut [[u32; LANES]]),
+    row: &mut Vec<BlockSums>,
 ) {
     let s = &geometry.shape;
+    row.resize(geometry.blocks.1, BlockSums::default());
     let (out_w, pooled_w) = (s.out_width(), s.out_width() / 2);
     let windows = (s.out_height() / 2) * pooled_w;
     let (below, below_next) = ([out_w as u32; LANES], [out_w as u32 + 1; LANES]);
     for (o, &b) in bias.iter().enumerate() {
         for by in 0..geometry.blocks.0 {
-            for bx in 0..geometry.blocks.1 {
-                let mut sums = block_sums::<K>(input, weight, (o, s.in_channels), (by, bx));
+            block_row_sums::<K>(input, weight, (o, s.in_channels), by, row);
+            for (bx, sums) in row.iter_mut().enumerate() {
                 for z in sums.as_flattened_mut() {
                     for z in z {
                         *z += b;
@@ -513,10 +553,11 @@ fn backward_chunk_body<const K: usize>(shape: &ConvShape, weight: &[f32], args: 
         weight_sums.clear();
         weight_sums.resize(sums_len, 0.0);
     }
-    // Two filters at a time, their dZ planes written just before their dW sums read them (all of
-    // them stay for dX, if wanted).
-    for first in (0..shape.out_channels).step_by(2) {
-        let filters = first..(first + 2).min(shape.out_channels);
+    // Two filters at a time (four with AVX-512), their dZ planes written just before their dW
+    // sums read them (all of them stay for dX, if wanted).
+    let group = if has_avx512() { 4 } else { 2 };
+    for first in (0..shape.out_channels).step_by(group) {
+        let filters = first..(first + group).min(shape.out_channels);
         for o in filters.clone() {
             let plane = &mut buffers.output_grad_planes[o * plane_len..][..plane_len];
             match &grad_output {
@@ -527,13 +568,19 @@ fn backward_chunk_body<const K: usize>(shape: &ConvShape, weight: &[f32], args: 
                 }
             }
         }
-        add_weight_grad::<K>(
-            &geometry,
-            with_input_grad,
-            filters,
-            buffers,
-            vectors_mut(weight_sums),
-        );
+        let weight_sums = vectors_mut(weight_sums);
+        #[cfg(target_arch = "x86_64")]
+        if filters.len() == 4 {
+            // SAFETY: groups of four are made only where the CPU has AVX-512 (F and DQ).
+            unsafe {
+                add_weight_grad_avx512::<K>(&geometry, with_input_grad, first, buffers, weight_sums)
+            };
+            continue;
+        }
+        for pair in filters.clone().step_by(2) {
+            let filters = pair..(pair + 2).min(filters.end);
+            add_weight_grad::<K>(&geometry, with_input_grad, filters, buffers, weight_sums);
+        }
     }
     if let Some(mut grad_input) = grad_input {
         flip_filters::<K>(shape, weight, &mut buffers.flipped);
@@ -542,13 +589,15 @@ fn backward_chunk_body<const K: usize>(shape: &ConvShape, weight: &[f32], args: 
         let dx = geometry.input_grad();
         let dz = (vectors(&buffers.output_grad_planes), grad);
         let blocks = geometry.input_grad_blocks();
+        let row = &mut buffers.row_sums;
+        row.resize(blocks.1, BlockSums::default());
         for c in 0..shape.in_channels {
             let plane = &mut planes[c * dx.pixels()..][..dx.pixels()];
             for by in 0..blocks.0 {
-                for bx in 0..blocks.1 {
-                    let flipped = &buffers.flipped;
-                    let sums = block_sums::<K>(dz, flipped, (c, shape.out_channels), (by, bx));
-                    put_block(plane, dx.width, (by, bx), &sums);
+                let flipped = &buffers.flipped;
+                block_row_sums::<K>(dz, flipped, (c, shape.out_channels), by, row);
+                for (bx, sums) in row.iter().enumerate() {
+                    put_block(plane, dx.width, (by, bx), sums);
                 }
             }
         }
@@ -689,5 +738,280 @@ pub(crate) fn weight_grad(weight_sums: &[f32], mut grad_weight: ArrayViewMut2<f3
         .expect("the weight gradient is contiguous");
     for (g, lanes) in grad.iter_mut().zip(vectors(weight_sums)) {
         *g = lanes.iter().sum();
+    }
+}
+
+/// Whether the CPU has the AVX-512 instructions the 512-bit loops use (F and DQ).
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// [`block_sums`] of blocks `bx` and `bx + 1` of row `by`: 12 columns, each 512-bit vector two
+/// neighbouring columns' lanes, so a row's 6 vectors of sums and one broadcast weight take the
+/// place of 12 AVX2 ones. Each sum adds the same products in the same order as [`block_sums`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F and DQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline(never)]
+fn block_pair_sums_avx512<const K: usize>(
+    (planes, geometry): (&[Lanes], Planes),
+    weights: &[f32],
+    (o, ins): (usize, usize),
+    by: usize,
+    bx: usize,
+) -> [BlockSums; 2] {
+    use std::arch::x86_64::*;
+    const PAIRS: usize = BLOCK_COLS;
+    let pixels = geometry.pixels();
+    let mut sums = [[_mm512_setzero_ps(); PAIRS]; BLOCK_ROWS];
+    for c in 0..ins {
+        let plane = &planes[c * pixels..][..pixels];
+        let filter = &weights[(o * ins + c) * K * K..][..K * K];
+        for ky in 0..K {
+            for (row, sums) in sums.iter_mut().enumerate() {
+                let y = BLOCK_ROWS * by + row + ky;
+                let x = &plane[y * geometry.width + BLOCK_COLS * bx..][..2 * BLOCK_COLS + K - 1];
+                let x = x.as_flattened().as_ptr();
+                for kx in 0..K {
+                    let w = _mm512_set1_ps(filter[ky * K + kx]);
+                    for (pair, sum) in sums.iter_mut().enumerate() {
+                        // SAFETY: columns 2·pair + kx and the next are within `x`'s 12 + K - 1.
+                        let x = unsafe { _mm512_loadu_ps(x.add((2 * pair + kx) * LANES)) };
+                        *sum = _mm512_fmadd_ps(w, x, *sum);
+                    }
+                }
+            }
+        }
+    }
+    let mut blocks = [BlockSums::default(); 2];
+    for (row, sums) in sums.iter().enumerate() {
+        for (pair, &sum) in sums.iter().enumerate() {
+            let (block, column) = (2 * pair / BLOCK_COLS, 2 * pair % BLOCK_COLS);
+            let to = blocks[block][row][column..][..2].as_flattened_mut();
+            // SAFETY: `to` holds two vectors of lanes, 16 values.
+            unsafe { _mm512_storeu_ps(to.as_mut_ptr(), sum) };
+        }
+    }
+    blocks
+}
+
+/// [`add_weight_grad`] for the four filters from `first`, each 512-bit vector of sums two
+/// filters' lanes (`dZ` of filters 0 and 1, or 2 and 3, against one input vector loaded into
+/// both halves): 10 vectors of sums for a 5x5 kernel row instead of 20. Each lane adds the same
+/// products in the same order as [`add_weight_grad`].
+///
+/// # Safety
+/// The CPU must have AVX-512 F and DQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+#[inline(never)]
+fn add_weight_grad_avx512<const K: usize>(
+    geometry: &Geometry,
+    with_input_grad: bool,
+    first: usize,
+    buffers: &ChunkBuffers,
+    weight_sums: &mut [Lanes],
+) {
+    use std::arch::x86_64::*;
+    let ins = geometry.shape.in_channels;
+    let (grad, border) = geometry.output_grad(with_input_grad);
+    let (input, input_planes) = (geometry.input, vectors(&buffers.input_planes));
+    let dz_planes = vectors(&buffers.output_grad_planes);
+    let (rows, cols) = (geometry.output.height, geometry.output.width);
+    for c in 0..ins {
+        let plane = &input_planes[c * input.pixels()..][..input.pixels()];
+        for ky in 0..K {
+            // Separate arrays, not one of two: the compiler kept one of those in memory.
+            let (mut sums01, mut sums23) = ([_mm512_setzero_ps(); K], [_mm512_setzero_ps(); K]);
+            for y in 0..rows {
+                let row = (border + y) * grad.width + border;
+                let dz = |o: usize| {
+                    let plane = &dz_planes[(first + o) * grad.pixels() + row..][..cols];
+                    plane.as_flattened().as_ptr()
+                };
+                let (dz0, dz1, dz2, dz3) = (dz(0), dz(1), dz(2), dz(3));
+                let x = plane[(y + ky) * input.width..][..cols + K - 1].as_flattened();
+                let x = x.as_ptr();
+                for at in (0..cols * LANES).step_by(LANES) {
+                    // SAFETY: every load is of a column below `cols` (and `cols + K - 1` for x).
+                    unsafe {
+                        let both = |low: *const f32, high: *const f32| {
+                            let low = _mm512_castps256_ps512(_mm256_loadu_ps(low.add(at)));
+                            _mm512_insertf32x8::<1>(low, _mm256_loadu_ps(high.add(at)))
+                        };
+                        let (d01, d23) = (both(dz0, dz1), both(dz2, dz3));
+                        for kx in 0..K {
+                            let x = _mm512_broadcast_f32x8(_mm256_loadu_ps(x.add(at + kx * LANES)));
+                            sums01[kx] = _mm512_fmadd_ps(d01, x, sums01[kx]);
+                            sums23[kx] = _mm512_fmadd_ps(d23, x, sums23[kx]);
+                        }
+                    }
+                }
+            }
+            for (pair, sums) in [sums01, sums23].iter().enumerate() {
+                for (kx, &sum) in sums.iter().enumerate() {
+                    let mut halves = [Lanes::default(); 2];
+                    // SAFETY: `halves` holds 16 values.
+                    unsafe { _mm512_storeu_ps(halves.as_flattened_mut().as_mut_ptr(), sum) };
+                    for (half, sum) in halves.into_iter().enumerate() {
+                        let o = first + 2 * pair + half;
+                        let total = &mut weight_sums[(o * ins + c) * K * K + ky * K + kx];
+                        *total = add(*total, sum);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+    use rand::Rng;
+
+    use super::*;
+
+    /// `Σ_terms a·b` with one rounding per term, in the order given: what every lane computes.
+    fn fused_sum(terms: impl Iterator<Item = (f32, f32)>) -> f32 {
+        terms.fold(0.0, |sum, (a, b)| a.mul_add(b, sum))
+    }
+
+    /// One chunk's forward pass, `dW` (each lane is one image's) and `dX` against the formulas of
+    /// the module documentation summed value by value in the loops' order, bit for bit: whichever
+    /// loops this CPU runs (AVX-512, AVX2 or neither), the results are the same. The shapes have
+    /// blocks across in odd and even numbers (a pair and a single block with AVX-512) and filters
+    /// in and not in groups of four.
+    #[test]
+    fn a_chunk_gives_the_bits_of_the_sums_in_order_on_any_cpu() {
+        let mut rng = crate::seeded_rng(40);
+        // (in, out, height, width, kernel, padding)
+        for (ins, outs, height, width, kernel, padding) in [
+            (1, 8, 28, 28, 5, 0),
+            (2, 5, 9, 15, 3, 1),
+            (3, 3, 8, 8, 4, 2),
+        ] {
+            let shape = ConvShape {
+                in_channels: ins,
+                out_channels: outs,
+                height,
+                width,
+                kernel,
+                stride: 1,
+                padding,
+                dilation: 1,
+            };
+            let (oh, ow) = (shape.out_height(), shape.out_width());
+            let k = kernel;
+            let mut random = |rows: usize, cols: usize| {
+                Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0f32..1.0))
+            };
+            let (x, dz) = (
+                random(LANES, shape.input_len()),
+                random(LANES, shape.output_len()),
+            );
+            let (weight, bias) = (random(outs, ins * k * k), random(1, outs));
+            let (weight, bias) = (weight.as_slice().unwrap(), bias.as_slice().unwrap());
+            // X and dZ with zeros outside, and one weight, by their indices.
+            let input = |n: usize, c: usize, y: isize, x_: isize| {
+                let (y, x_) = (y - padding as isize, x_ - padding as isize);
+                let inside = (0..height as isize).contains(&y) && (0..width as isize).contains(&x_);
+                match inside {
+                    true => x[(n, (c * height + y as usize) * width + x_ as usize)],
+                    false => 0.0,
+                }
+            };
+            let grad = |n: usize, o: usize, y: isize, x_: isize| {
+                let inside = (0..oh as isize).contains(&y) && (0..ow as isize).contains(&x_);
+                match inside {
+                    true => dz[(n, (o * oh + y as usize) * ow + x_ as usize)],
+                    false => 0.0,
+                }
+            };
+            let w = |o: usize, c: usize, ky: usize, kx: usize| {
+                weight[(o * ins + c) * k * k + ky * k + kx]
+            };
+            let taps = || {
+                (0..ins)
+                    .flat_map(move |c| (0..k).flat_map(move |ky| (0..k).map(move |kx| (c, ky, kx))))
+            };
+
+            let mut buffers = ChunkBuffers::default();
+            let mut z = Array2::zeros((LANES, shape.output_len()));
+            forward_chunk(
+                &shape,
+                weight,
+                bias,
+                x.view(),
+                &mut buffers,
+                ChunkOutput::Values(z.view_mut()),
+            );
+            let mut weight_sums = Vec::new();
+            let mut dx = Array2::zeros((LANES, shape.input_len()));
+            let grad_output = ChunkGrad::Values(dz.view());
+            let sums = (&mut weight_sums, false);
+            backward_chunk(
+                &shape,
+                weight,
+                x.view(),
+                grad_output,
+                &mut buffers,
+                sums,
+                Some(dx.view_mut()),
+            );
+
+            for n in 0..LANES {
+                for (o, y, x_) in (0..outs)
+                    .flat_map(|o| (0..oh).flat_map(move |y| (0..ow).map(move |x_| (o, y, x_))))
+                {
+                    let terms = taps().map(|(c, ky, kx)| {
+                        (
+                            w(o, c, ky, kx),
+                            input(n, c, (y + ky) as isize, (x_ + kx) as isize),
+                        )
+                    });
+                    let expected = fused_sum(terms) + bias[o];
+                    assert_eq!(
+                        z[(n, (o * oh + y) * ow + x_)].to_bits(),
+                        expected.to_bits(),
+                        "{shape:?} Z"
+                    );
+                }
+                for (o, (c, ky, kx)) in (0..outs).flat_map(|o| taps().map(move |t| (o, t))) {
+                    let pixels = (0..oh).flat_map(|y| (0..ow).map(move |x_| (y, x_)));
+                    let terms = pixels.map(|(y, x_)| {
+                        let (y, x_) = (y as isize, x_ as isize);
+                        (
+                            grad(n, o, y, x_),
+                            input(n, c, y + ky as isize, x_ + kx as isize),
+                        )
+                    });
+                    let sum = weight_sums[((o * ins + c) * k * k + ky * k + kx) * LANES + n];
+                    assert_eq!(sum.to_bits(), fused_sum(terms).to_bits(), "{shape:?} dW");
+                }
+                let border = (k - 1 - padding) as isize;
+                for (c, i, j) in (0..ins)
+                    .flat_map(|c| (0..height).flat_map(move |i| (0..width).map(move |j| (c, i, j))))
+                {
+                    let flipped_taps = (0..outs)
+                        .flat_map(|o| (0..k).flat_map(move |ky| (0..k).map(move |kx| (o, ky, kx))));
+                    let terms = flipped_taps.map(|(o, ky, kx)| {
+                        let (y, x_) = ((i + ky) as isize - border, (j + kx) as isize - border);
+                        (w(o, c, k - 1 - ky, k - 1 - kx), grad(n, o, y, x_))
+                    });
+                    let expected = fused_sum(terms);
+                    assert_eq!(
+                        dx[(n, (c * height + i) * width + j)].to_bits(),
+                        expected.to_bits(),
+                        "{shape:?} dX"
+                    );
+                }
+            }
+        }
     }
 }
