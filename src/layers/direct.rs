@@ -685,6 +685,45 @@ fn won_by(g: &Lanes, winners: &[u32; LANES], index: u32) -> Lanes {
     dz
 }
 
+/// What the `dW` loops read: the rows of the input planes and of the `dZ` planes.
+struct WeightGradRows<'a> {
+    input: (&'a [Lanes], Planes),
+    dz: (&'a [Lanes], Planes),
+    /// Where `dZ` starts in its planes: `border` pixels down and across.
+    border: usize,
+    /// The output's blocks, which the sums run over: rows, and columns of a row.
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> WeightGradRows<'a> {
+    fn new(geometry: &Geometry, with_input_grad: bool, buffers: &'a ChunkBuffers) -> Self {
+        let (grad, border) = geometry.output_grad(with_input_grad);
+        WeightGradRows {
+            input: (vectors(&buffers.input_planes), geometry.input),
+            dz: (vectors(&buffers.output_grad_planes), grad),
+            border,
+            rows: geometry.output.height,
+            cols: geometry.output.width,
+        }
+    }
+
+    /// Row `y` of output channel `o`'s `dZ`: `cols` pixels.
+    #[inline(always)]
+    fn dz(&self, o: usize, y: usize) -> &'a [Lanes] {
+        let (planes, grad) = self.dz;
+        let row = (self.border + y) * grad.width + self.border;
+        &planes[o * grad.pixels() + row..][..self.cols]
+    }
+
+    /// Row `y` of input channel `c`'s plane: the `cols + K - 1` pixels a row of sums reads.
+    #[inline(always)]
+    fn input<const K: usize>(&self, c: usize, y: usize) -> &'a [Lanes] {
+        let (planes, input) = self.input;
+        &planes[c * input.pixels() + y * input.width..][..self.cols + K - 1]
+    }
+}
+
 /// Each lane's `dW[o, c, ky, kx] += Σ_{y, x} dZ[o, y, x] · X[c, y + ky, x + kx]` (the input
 /// planes' coordinates) for the one or two `filters`, one kernel row at a time.
 #[inline(always)]
@@ -696,35 +735,27 @@ fn add_weight_grad<const K: usize>(
     weight_sums: &mut [Lanes],
 ) {
     let ins = geometry.shape.in_channels;
-    let (grad, border) = geometry.output_grad(with_input_grad);
-    let (input, input_planes) = (geometry.input, vectors(&buffers.input_planes));
-    let dz_planes = vectors(&buffers.output_grad_planes);
-    let (rows, cols) = (geometry.output.height, geometry.output.width);
-    {
-        // A single last filter is computed twice and kept once.
-        let (o0, o1) = (filters.start, filters.end - 1);
-        for c in 0..ins {
-            let plane = &input_planes[c * input.pixels()..][..input.pixels()];
-            for ky in 0..K {
-                let mut sums = [[[0.0; LANES]; K]; 2];
-                for y in 0..rows {
-                    let row = (border + y) * grad.width + border;
-                    let dz0 = &dz_planes[o0 * grad.pixels() + row..][..cols];
-                    let dz1 = &dz_planes[o1 * grad.pixels() + row..][..cols];
-                    let x = &plane[(y + ky) * input.width..][..cols + K - 1];
-                    for column in 0..cols {
-                        let (d0, d1, x) = (dz0[column], dz1[column], &x[column..][..K]);
-                        for kx in 0..K {
-                            sums[0][kx] = add_product(sums[0][kx], &d0, &x[kx]);
-                            sums[1][kx] = add_product(sums[1][kx], &d1, &x[kx]);
-                        }
+    let rows = WeightGradRows::new(geometry, with_input_grad, buffers);
+    // A single last filter is computed twice and kept once.
+    let (o0, o1) = (filters.start, filters.end - 1);
+    for c in 0..ins {
+        for ky in 0..K {
+            let mut sums = [[[0.0; LANES]; K]; 2];
+            for y in 0..rows.rows {
+                let (dz0, dz1) = (rows.dz(o0, y), rows.dz(o1, y));
+                let x = rows.input::<K>(c, y + ky);
+                for column in 0..rows.cols {
+                    let (d0, d1, x) = (dz0[column], dz1[column], &x[column..][..K]);
+                    for kx in 0..K {
+                        sums[0][kx] = add_product(sums[0][kx], &d0, &x[kx]);
+                        sums[1][kx] = add_product(sums[1][kx], &d1, &x[kx]);
                     }
                 }
-                for (o, sums) in [o0, o1].into_iter().zip(&sums).take(o1 + 1 - o0) {
-                    let first = (o * ins + c) * K * K + ky * K;
-                    for (total, sum) in weight_sums[first..][..K].iter_mut().zip(sums) {
-                        *total = add(*total, *sum);
-                    }
+            }
+            for (o, sums) in [o0, o1].into_iter().zip(&sums).take(o1 + 1 - o0) {
+                let first = (o * ins + c) * K * K + ky * K;
+                for (total, sum) in weight_sums[first..][..K].iter_mut().zip(sums) {
+                    *total = add(*total, *sum);
                 }
             }
         }
@@ -820,25 +851,16 @@ fn add_weight_grad_avx512<const K: usize>(
 ) {
     use std::arch::x86_64::*;
     let ins = geometry.shape.in_channels;
-    let (grad, border) = geometry.output_grad(with_input_grad);
-    let (input, input_planes) = (geometry.input, vectors(&buffers.input_planes));
-    let dz_planes = vectors(&buffers.output_grad_planes);
-    let (rows, cols) = (geometry.output.height, geometry.output.width);
+    let rows = WeightGradRows::new(geometry, with_input_grad, buffers);
     for c in 0..ins {
-        let plane = &input_planes[c * input.pixels()..][..input.pixels()];
         for ky in 0..K {
             // Separate arrays, not one of two: the compiler kept one of those in memory.
             let (mut sums01, mut sums23) = ([_mm512_setzero_ps(); K], [_mm512_setzero_ps(); K]);
-            for y in 0..rows {
-                let row = (border + y) * grad.width + border;
-                let dz = |o: usize| {
-                    let plane = &dz_planes[(first + o) * grad.pixels() + row..][..cols];
-                    plane.as_flattened().as_ptr()
-                };
+            for y in 0..rows.rows {
+                let dz = |o: usize| rows.dz(first + o, y).as_flattened().as_ptr();
                 let (dz0, dz1, dz2, dz3) = (dz(0), dz(1), dz(2), dz(3));
-                let x = plane[(y + ky) * input.width..][..cols + K - 1].as_flattened();
-                let x = x.as_ptr();
-                for at in (0..cols * LANES).step_by(LANES) {
+                let x = rows.input::<K>(c, y + ky).as_flattened().as_ptr();
+                for at in (0..rows.cols * LANES).step_by(LANES) {
                     // SAFETY: every load is of a column below `cols` (and `cols + K - 1` for x).
                     unsafe {
                         let both = |low: *const f32, high: *const f32| {
