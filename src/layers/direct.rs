@@ -250,8 +250,8 @@ fn add_product(mut sum: Lanes, d: &Lanes, x: &Lanes) -> Lanes {
 
 /// The sums of output channel `o`'s block `(by, bx)`,
 /// `Σ_{c, ky, kx} weights[o, c, ky, kx] · planes[c, 2·by + row + ky, 6·bx + column + kx]`, with
-/// `weights` `(outs, ins, K, K)`. (The callers loop over the blocks themselves: a closure called
-/// per block was compiled apart, without AVX2.)
+/// `weights` `(outs, ins, K, K)`. ([`block_row_sums`] loops over the blocks itself: a closure
+/// called per block was compiled apart, without AVX2.)
 #[inline(always)]
 fn block_sums<const K: usize>(
     (planes, geometry): (&[Lanes], Planes),
