@@ -280,28 +280,33 @@ fn block_sums<const K: usize>(
     sums
 }
 
-/// The sums of every block of row `by` of output channel `o` into `row` (one per block across):
-/// two blocks at a time where the CPU has AVX-512, one at a time otherwise.
+/// The sums of the `blocks` blocks of row `by` of output channel `o` into `row`, one per block
+/// across: two blocks at a time where the CPU has AVX-512, one at a time otherwise.
 #[inline(always)]
 fn block_row_sums<const K: usize>(
     input: (&[Lanes], Planes),
     weights: &[f32],
     (o, ins): (usize, usize),
-    by: usize,
-    row: &mut [BlockSums],
+    (by, blocks): (usize, usize),
+    row: &mut Vec<BlockSums>,
 ) {
-    let mut done = 0;
+    row.resize(blocks, BlockSums::default());
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        for (pair, sums) in row.chunks_exact_mut(2).enumerate() {
-            // SAFETY: the CPU has AVX-512 (F and DQ), checked just above.
-            let pair_sums =
-                unsafe { block_pair_sums_avx512::<K>(input, weights, (o, ins), by, 2 * pair) };
-            sums.copy_from_slice(&pair_sums);
-            done += 2;
+    let paired = match has_avx512() {
+        true => {
+            let (pairs, _) = row.as_chunks_mut::<2>();
+            for (pair, sums) in pairs.iter_mut().enumerate() {
+                let block = (by, 2 * pair);
+                // SAFETY: the CPU has AVX-512 (F and DQ), checked just above.
+                unsafe { block_pair_sums_avx512::<K>(input, weights, (o, ins), block, sums) };
+            }
+            2 * pairs.len()
         }
-    }
-    for (bx, sums) in row.iter_mut().enumerate().skip(done) {
+        false => 0,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let paired = 0;
+    for (bx, sums) in row.iter_mut().enumerate().skip(paired) {
         *sums = block_sums::<K>(input, weights, (o, ins), (by, bx));
     }
 }
@@ -406,11 +411,11 @@ fn forward_chunk_body<const K: usize>(
             let planes = vectors_mut(&mut buffers.output_planes);
             let (width, pixels) = (geometry.output.width, geometry.output.pixels());
             let row = &mut buffers.row_sums;
-            row.resize(geometry.blocks.1, BlockSums::default());
             for o in 0..channels.0 {
                 let plane = &mut planes[o * pixels..][..pixels];
                 for by in 0..geometry.blocks.0 {
-                    block_row_sums::<K>(input, weight, (o, channels.1), by, row);
+                    let at = (by, geometry.blocks.1);
+                    block_row_sums::<K>(input, weight, (o, channels.1), at, row);
                     for (bx, sums) in row.iter().enumerate() {
                         put_block(plane, width, (by, bx), sums);
                     }
@@ -457,13 +462,13 @@ fn pool_blocks<const K: usize>(
     row: &mut Vec<BlockSums>,
 ) {
     let s = &geometry.shape;
-    row.resize(geometry.blocks.1, BlockSums::default());
     let (out_w, pooled_w) = (s.out_width(), s.out_width() / 2);
     let windows = (s.out_height() / 2) * pooled_w;
     let (below, below_next) = ([out_w as u32; LANES], [out_w as u32 + 1; LANES]);
     for (o, &b) in bias.iter().enumerate() {
         for by in 0..geometry.blocks.0 {
-            block_row_sums::<K>(input, weight, (o, s.in_channels), by, row);
+            let at = (by, geometry.blocks.1);
+            block_row_sums::<K>(input, weight, (o, s.in_channels), at, row);
             for (bx, sums) in row.iter_mut().enumerate() {
                 for z in sums.as_flattened_mut() {
                     for z in z {
@@ -590,12 +595,12 @@ fn backward_chunk_body<const K: usize>(shape: &ConvShape, weight: &[f32], args: 
         let dz = (vectors(&buffers.output_grad_planes), grad);
         let blocks = geometry.input_grad_blocks();
         let row = &mut buffers.row_sums;
-        row.resize(blocks.1, BlockSums::default());
         for c in 0..shape.in_channels {
             let plane = &mut planes[c * dx.pixels()..][..dx.pixels()];
             for by in 0..blocks.0 {
                 let flipped = &buffers.flipped;
-                block_row_sums::<K>(dz, flipped, (c, shape.out_channels), by, row);
+                let at = (by, blocks.1);
+                block_row_sums::<K>(dz, flipped, (c, shape.out_channels), at, row);
                 for (bx, sums) in row.iter().enumerate() {
                     put_block(plane, dx.width, (by, bx), sums);
                 }
@@ -781,9 +786,9 @@ fn has_avx512() -> bool {
     false
 }
 
-/// [`block_sums`] of blocks `bx` and `bx + 1` of row `by`: 12 columns, each 512-bit vector two
-/// neighbouring columns' lanes, so a row's 6 vectors of sums and one broadcast weight take the
-/// place of 12 AVX2 ones. Each sum adds the same products in the same order as [`block_sums`].
+/// [`block_sums`] of blocks `bx` and `bx + 1` of row `by`, into `blocks`: 12 columns, each
+/// 512-bit vector two neighbouring columns' lanes, so a row's 6 vectors of sums and one broadcast
+/// weight take the place of 12 AVX2 ones. Each sum adds the same products in the same order as [`block_sums`].
 ///
 /// # Safety
 /// The CPU must have AVX-512 F and DQ.
@@ -794,9 +799,9 @@ fn block_pair_sums_avx512<const K: usize>(
     (planes, geometry): (&[Lanes], Planes),
     weights: &[f32],
     (o, ins): (usize, usize),
-    by: usize,
-    bx: usize,
-) -> [BlockSums; 2] {
+    (by, bx): (usize, usize),
+    blocks: &mut [BlockSums; 2],
+) {
     use std::arch::x86_64::*;
     const PAIRS: usize = BLOCK_COLS;
     let pixels = geometry.pixels();
@@ -820,7 +825,6 @@ fn block_pair_sums_avx512<const K: usize>(
             }
         }
     }
-    let mut blocks = [BlockSums::default(); 2];
     for (row, sums) in sums.iter().enumerate() {
         for (pair, &sum) in sums.iter().enumerate() {
             let (block, column) = (2 * pair / BLOCK_COLS, 2 * pair % BLOCK_COLS);
@@ -829,7 +833,6 @@ fn block_pair_sums_avx512<const K: usize>(
             unsafe { _mm512_storeu_ps(to.as_mut_ptr(), sum) };
         }
     }
-    blocks
 }
 
 /// [`add_weight_grad`] for the four filters from `first`, each 512-bit vector of sums two
